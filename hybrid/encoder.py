@@ -1,0 +1,214 @@
+"""The bi-encoder: one shared HF encoder for queries and passages.
+
+Inputs: texts and a kind ("query" or "passage"); the kind's prefix ("query: " /
+"passage: ") is prepended and the text is truncated to the kind's max length
+(64 / 128 tokens by default). Output: mean-pooled (padding masked) or CLS vectors,
+L2-normalised, so the score of a query and a passage is their dot product (cosine).
+
+`embed(batch)` is the differentiable path used in training; `encode(texts, kind)` is the
+inference path: length-sorted batches padded per batch, `torch.inference_mode`, optional
+bf16 autocast, float32 numpy rows in input order. `save(dir)` writes an HF +
+sentence-transformers directory that `from_pretrained` and `SentenceTransformer` load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybrid.errors import HybridError
+
+Kind = Literal["query", "passage"]
+KINDS = ("query", "passage")
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
+    return kind
+
+
+def _load_automodel(path: Path, trust_remote_code: bool):
+    """AutoModel from safetensors, without BERT's pooler head where the class has one
+    (an unused pooler breaks DDP's gradient bookkeeping)."""
+    from transformers import AutoModel
+
+    kw = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
+    try:
+        return AutoModel.from_pretrained(path, add_pooling_layer=False, **kw)
+    except TypeError:
+        return AutoModel.from_pretrained(path, **kw)
+
+
+class BiEncoder(torch.nn.Module):
+    """Shared-weights dual encoder with prefixes, mean/CLS pooling and L2 normalisation.
+
+    Attributes: `model` (HF AutoModel), `tokenizer`, `pooling` ("mean" or "cls"),
+    `prefixes` ({"query": ..., "passage": ...}), `max_lens` ({"query": ..., "passage": ...}).
+    """
+
+    def __init__(self, model, tokenizer, pooling: str = "mean",
+                 query_prefix: str = "query: ", passage_prefix: str = "passage: ",
+                 max_query_len: int = 64, max_passage_len: int = 128):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise HybridError(f"pooling: must be 'mean' or 'cls', not {pooling!r}")
+        for name, n in (("max_query_len", max_query_len), ("max_passage_len", max_passage_len)):
+            if int(n) < 3:
+                raise HybridError(f"{name}: must be at least 3 tokens, not {n}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.prefixes = {"query": query_prefix, "passage": passage_prefix}
+        self.max_lens = {"query": int(max_query_len), "passage": int(max_passage_len)}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        spec: str | os.PathLike,
+        pooling: str | None = None,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        max_query_len: int | None = None,
+        max_passage_len: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> BiEncoder:
+        """Load from any model spec (`hybrid.model.resolve_model`). Settings left as None
+        come from the directory (`hybrid_encoder.json`, then the sentence-transformers
+        pooling config and prompts), else mean pooling, "query: "/"passage: ", 64/128."""
+        from transformers import AutoTokenizer
+
+        from hybrid.model.resolve import resolve_model
+        from hybrid.model.st_files import read_encoder_settings
+
+        path = resolve_model(spec)
+        stored = read_encoder_settings(path)
+        given = {"pooling": pooling, "query_prefix": query_prefix,
+                 "passage_prefix": passage_prefix, "max_query_len": max_query_len,
+                 "max_passage_len": max_passage_len}
+        settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
+        model = _load_automodel(path, trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit:
+            offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta",
+                                                                       "camembert") else 0
+            for k in ("max_query_len", "max_passage_len"):
+                settings[k] = min(int(settings[k]), int(limit) - offset)
+        return cls(model, tokenizer, **settings)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ forward
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> dict[str, torch.Tensor]:
+        """Prefix, truncate to the kind's max length and pad to the longest text."""
+        kind = _check_kind(kind)
+        if isinstance(texts, str):
+            raise TypeError("tokenize() takes a list of texts, not a single string")
+        prefix = self.prefixes[kind]
+        return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
+                                   max_length=self.max_lens[kind], return_tensors="pt"))
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L2-normalised embeddings [batch, dim] of a tokenized batch (differentiable)."""
+        dev = self.device
+        batch = {k: v.to(dev) for k, v in batch.items()}
+        hidden = self.model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled.float(), p=2, dim=-1)
+
+    forward = embed
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], kind: Kind, batch_size: int = 64,
+               bf16: bool = False, show_progress: bool = True,
+               device: str | torch.device | None = None) -> np.ndarray:
+        """Embed `texts` as float32 rows [n, dim] in input order.
+
+        Texts are sorted by token length (longest first) and padded per batch, so padding
+        costs little; `bf16` runs under bfloat16 autocast (CPU or CUDA).
+        """
+        from tqdm.auto import tqdm
+
+        kind = _check_kind(kind)
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of texts, not a single string")
+        if batch_size < 1:
+            raise HybridError(f"batch_size: must be positive, not {batch_size}")
+        texts = list(texts)
+        if device is not None:
+            self.to(device)
+        dev = self.device
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        prefix = self.prefixes[kind]
+        enc = self.tokenizer([prefix + t for t in texts], truncation=True,
+                             max_length=self.max_lens[kind], padding=False)
+        ids = enc["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            bar = tqdm(total=len(texts), desc=f"encode {kind}", unit="text",
+                       disable=not show_progress)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
+                batch = self.tokenizer.pad(feats, padding=True, return_tensors="pt")
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    emb = self.embed(dict(batch))
+                out[idx] = emb.float().cpu().numpy()
+                bar.update(len(idx))
+            bar.close()
+        finally:
+            self.model.train(was_training)
+        return out
+
+    # --------------------------------------------------------------- training aid
+    def freeze_word_embeddings(self) -> None:
+        """Stop gradients to the word-embedding matrix (most of mE5-small's parameters)."""
+        self.model.get_input_embeddings().weight.requires_grad_(False)
+
+    # ------------------------------------------------------------------- saving
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write HF weights (safetensors), tokenizer and sentence-transformers files to
+        `out_dir`, atomically."""
+        from hybrid.io import atomic_path
+        from hybrid.model.st_files import write_st_files
+
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise HybridError(f"{out}: exists and is not a directory")
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            max_seq = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
+            write_st_files(
+                tmp, dim=self.dim, pooling=self.pooling,
+                query_prefix=self.prefixes["query"], passage_prefix=self.prefixes["passage"],
+                max_seq_length=min(max_seq, 512) if max_seq < 10**6 else 512,
+                max_query_len=self.max_lens["query"], max_passage_len=self.max_lens["passage"],
+                drop_pooler=getattr(self.model, "pooler", 0) is None,
+            )
+        return out
