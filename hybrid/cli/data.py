@@ -41,6 +41,31 @@ def prepare(
     typer.echo(f"xling_ids {counts['xling_ids']}, articles {counts['articles']}, qrels {counts['qrels']}")
 
 
+@data_app.command()
+def pairs(
+    source: Annotated[list[str], typer.Option(
+        help="Repeatable. xquad-r:[DIR|URL|upstream][?langs=..&hard_negatives=K], "
+        "table:FILE.jsonl|.parquet[?dataset=NAME], squad:NAME=DIR[?langs=..&hard_negatives=K], "
+        "mmarco:DIR_OR_HUB_ID[?langs=..&limit=N&negatives=K].")],
+    out: Annotated[Path, typer.Option(help="Output directory (pairs.parquet, pairs_meta.json).")],
+    split_seed: Annotated[int, typer.Option(help="Seed of the XQuAD-R article split.")] = 0,
+    heldout_fraction: Annotated[float, typer.Option(
+        help="Share of XQuAD-R articles held out (not used for pairs).")] = 0.5,
+) -> None:
+    """Build the parallel QA table (one row per dataset, xling_id, lang)."""
+    from hybrid.data.pairs import counts, write_pairs
+    from hybrid.data.sources import build_pairs
+
+    df, meta = build_pairs(source, split_seed=split_seed, heldout_fraction=heldout_fraction)
+    write_pairs(df, out, meta)
+    _warn(meta["warnings"])
+    typer.echo(f"pairs -> {out / 'pairs.parquet'}")
+    for dataset, per_lang in counts(df).items():
+        langs = " ".join(f"{lang}={n}" for lang, n in sorted(per_lang.items()))
+        typer.echo(f"{dataset}: {sum(per_lang.values())} rows ({langs})")
+    typer.echo(f"total: {len(df)} rows")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.add_typer(data_app, name="data")
