@@ -28,7 +28,7 @@ Kind = Literal["query", "passage"]
 KINDS = ("query", "passage")
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
     return kind
@@ -117,7 +117,7 @@ class BiEncoder(torch.nn.Module):
     # ------------------------------------------------------------------ forward
     def tokenize(self, texts: Sequence[str], kind: Kind) -> dict[str, torch.Tensor]:
         """Prefix, truncate to the kind's max length and pad to the longest text."""
-        kind = _check_kind(kind)
+        kind = check_kind(kind)
         if isinstance(texts, str):
             raise TypeError("tokenize() takes a list of texts, not a single string")
         prefix = self.prefixes[kind]
@@ -149,7 +149,7 @@ class BiEncoder(torch.nn.Module):
         """
         from tqdm.auto import tqdm
 
-        kind = _check_kind(kind)
+        kind = check_kind(kind)
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
         if batch_size < 1:
@@ -212,3 +212,73 @@ class BiEncoder(torch.nn.Module):
                 drop_pooler=getattr(self.model, "pooler", 0) is None,
             )
         return out
+
+
+# ---------------------------------------------------------------- file helpers
+def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
+    """Texts from `.txt` (one per line, every line kept), `.jsonl` (objects with
+    `column`) or `.parquet` (string column `column`)."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise HybridError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".txt":
+        return p.read_text(encoding="utf-8").splitlines()
+    if suffix == ".jsonl":
+        texts = []
+        with p.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    raise HybridError(f"{p}:{n}: not valid JSON ({exc})") from exc
+                if not isinstance(obj, dict) or not isinstance(obj.get(column), str):
+                    raise HybridError(f"{p}:{n}: expected an object with a string {column!r}")
+                texts.append(obj[column])
+        return texts
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(p)
+        except Exception as exc:
+            raise HybridError(f"{p}: cannot read Parquet ({exc})") from exc
+        if column not in table.column_names:
+            raise HybridError(f"{p}: no column {column!r} (columns: "
+                              f"{', '.join(table.column_names)})")
+        values = table.column(column).to_pylist()
+        bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise HybridError(f"{p}: row {bad} of column {column!r} is not a string")
+        return values
+    raise HybridError(f"{p}: unsupported input type {suffix or '(none)'} "
+                      "(expected .txt, .jsonl or .parquet)")
+
+
+def write_embeddings(path: str | os.PathLike, emb: np.ndarray) -> Path:
+    """Write embeddings atomically: `.npy` (float32 [n, d]) or `.parquet` (columns `row`,
+    the input position, and `embedding`, a fixed-size list of float32)."""
+    from hybrid.io import atomic_path, write_parquet
+
+    p = Path(path)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, emb)
+        return p
+    if suffix == ".parquet":
+        import pyarrow as pa
+
+        values = pa.array(emb.reshape(-1), type=pa.float32())
+        col = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
+        table = pa.table({"row": pa.array(np.arange(len(emb), dtype=np.int64)),
+                          "embedding": col})
+        return write_parquet(p, table)
+    raise HybridError(f"{p}: unsupported output type {suffix or '(none)'} "
+                      "(expected .npy or .parquet)")

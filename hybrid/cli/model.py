@@ -1,7 +1,58 @@
-"""`hybrid model ...` commands (filled in by its issue)."""
+"""`hybrid model materialize` and `hybrid encode`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+
+model_app = typer.Typer(help="Model files: build the embedded default model.",
+                        no_args_is_help=True)
+
+
+@model_app.command()
+def materialize(
+    name: Annotated[str, typer.Argument(help="Built-in model to build: me5-small.")],
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional on 3.10)
+        help="Output directory (default: <cache>/models/<name>).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if already materialized.")] = False,
+) -> None:
+    """Write a built-in model as an HF + sentence-transformers directory; print its path."""
+    from hybrid.errors import HybridError
+    from hybrid.model.materialize import NAME, materialize_me5_small
+
+    if name != NAME:
+        raise HybridError(f"model {name}: unknown built-in model (available: {NAME})")
+    typer.echo(str(materialize_me5_small(out, force=force)))
+
+
+def encode(
+    model: Annotated[str, typer.Option(
+        help="Model spec: me5-small, a local directory, an HF id org/name, or a registered URI.")],
+    input: Annotated[Path, typer.Option(
+        help="Texts: .txt (one per line), .jsonl (objects with 'text') or .parquet.")],
+    kind: Annotated[str, typer.Option(help="query or passage (selects the prefix).")],
+    out: Annotated[Path, typer.Option(help="Embeddings: .npy (float32 [n, d]) or .parquet.")],
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast (faster on recent CPUs).")] = False,
+    column: Annotated[str, typer.Option(help="Text field of .jsonl/.parquet input.")] = "text",
+) -> None:
+    """Embed texts with a bi-encoder (L2-normalised rows in input order)."""
+    from hybrid.encoder import BiEncoder, check_kind, read_texts, write_embeddings
+    from hybrid.errors import HybridError
+
+    check_kind(kind)
+    if out.suffix.lower() not in (".npy", ".parquet"):
+        raise HybridError(f"{out}: unsupported output type (expected .npy or .parquet)")
+    texts = read_texts(input, column=column)
+    encoder = BiEncoder.from_pretrained(model)
+    emb = encoder.encode(texts, kind, batch_size=batch_size, bf16=bf16)
+    write_embeddings(out, emb)
+    typer.echo(f"{len(texts)} {kind} embeddings ({emb.shape[1]}-d) -> {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.add_typer(model_app, name="model")
+    app.command("encode")(encode)
