@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -266,6 +267,7 @@ class Stack:
         for name in ("worker", *reversed(SERVICES)):
             if self.stop(name):
                 log(f"{name:8s} stopped")
+        shutil.rmtree(self.ray_temp, ignore_errors=True)
 
     def url(self, name: str) -> str:
         env = self.env()
