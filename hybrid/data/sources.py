@@ -233,7 +233,7 @@ def squad_source(spec: SourceSpec):
     if single and len(files) > 1:
         warnings.append(f"{folder}: {single} question id(s) in only one language (kept; monolingual pairs only)")
     info = {"files": {str(f.path): f.sha256 for f in files.values()}, "warnings": warnings,
-            "sentences_split_by_rule": split}
+            "rows_positive_by_split_rule": split}
     return validate_pairs(df, str(folder)), info
 
 
