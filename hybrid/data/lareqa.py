@@ -94,12 +94,12 @@ def benchmark_spec(name: str) -> BenchmarkSpec:
 def _languages(spec: BenchmarkSpec, languages) -> list[str]:
     if languages is None:
         return list(spec.languages)
-    langs = [validate_lang(lang, where="languages") for lang in languages]
+    langs = [validate_lang(lang, where="--languages") for lang in languages]
     bad = [lang for lang in langs if lang not in spec.languages]
     if bad:
-        raise HybridError(f"languages: {','.join(bad)} not in {spec.name} ({','.join(spec.languages)})")
+        raise HybridError(f"--languages: {','.join(bad)} not in {spec.name} ({','.join(spec.languages)})")
     if not langs or len(set(langs)) != len(langs):
-        raise HybridError(f"languages: empty or duplicate list {langs!r}")
+        raise HybridError(f"--languages: empty or duplicate list {langs!r}")
     return langs
 
 
@@ -177,7 +177,7 @@ class Benchmark:
             langs = [lang for lang in self.languages if lang in set(languages)]
             unknown = set(languages) - set(self.languages)
             if unknown:
-                raise HybridError(f"languages: {','.join(sorted(unknown))} not in this benchmark")
+                raise HybridError(f"languages: {','.join(sorted(unknown))} not in {self.name} ({','.join(self.languages)})")
             q, c = q[q["lang"].isin(langs)], c[c["lang"].isin(langs)]
         if articles is not None:
             arts = set(articles)

@@ -79,7 +79,6 @@ def mmarco_source(spec):
     """Rows for `mmarco:DIR_OR_HUB_ID[?langs=..&limit=N&negatives=K]` (see module doc)."""
     from tqdm import tqdm
 
-    root, local = _root(spec.location)
     langs = spec.langs() or list(MMARCO_LANGS)
     bad = [lang for lang in langs if lang not in MMARCO_LANGS]
     if bad:
@@ -89,6 +88,7 @@ def mmarco_source(spec):
     k = spec.int_option("negatives", 0)
     if limit == 0:
         raise HybridError(f"--source {spec.text}: limit must be positive")
+    root, local = _root(spec.location)
     order: list[str] = []
     pos: dict[str, str] = {}
     negs: dict[str, list[str]] = {}
