@@ -80,7 +80,9 @@ def validate_pairs(df: pd.DataFrame, where: str) -> pd.DataFrame:
             raise HybridError(f"{where}: row {i}: hard_negatives must be a list of strings, got {hn!r}")
         for col, val in zip(PAIRS_COLUMNS, (*rec[:5], ctx if isinstance(ctx, str) else None, hn), strict=True):
             rows[col].append(val)
-    return check_unique(pd.DataFrame(rows, columns=PAIRS_COLUMNS), where)
+    out = pd.DataFrame(rows, columns=PAIRS_COLUMNS)
+    out["context"] = pd.Series(rows["context"], dtype=object)  # keep None (not NaN) for missing
+    return check_unique(out, where)
 
 
 def check_unique(df: pd.DataFrame, where: str) -> pd.DataFrame:
