@@ -1,0 +1,210 @@
+"""The MLflow model registry: log a retriever, resolve `models:/` URIs, and the promotion gate.
+
+- `log_retriever(hf_dir, ...)` logs the HF model directory as an MLflow pyfunc model (its
+  `predict` embeds a `text` column; param `kind` = "query" | "passage") and registers it
+  as a new version of `hybrid-retriever`.
+- `promote(name, version, metric, margin)`: the version gets alias `champion` only if its
+  run's `metric` beats the current champion's by at least `margin` (or there is no
+  champion yet); otherwise it gets `challenger`.
+- `resolve_models_uri("models:/hybrid-retriever@champion")` downloads that version's HF
+  directory once into `hybrid.paths.cache_dir()/mlflow-models/<name>/v<version>` and returns
+  it. `install(register_resolver)` hands it to `hybrid.model` for the `models:/` prefix
+  (the `hybrid.resolvers` entry point), so `hybrid evaluate --model models:/...` works.
+
+The tracking server comes from `MLFLOW_TRACKING_URI` (see `python -m infra.stack env`).
+Only this package imports mlflow; `hybrid/` never does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_NAME = "hybrid-retriever"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DEFAULT_PROMOTION_METRIC = "xquad_r.mAP.multi"
+HF_ARTIFACT = "hf_model"
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))/?$")
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+# ----------------------------------------------------------------------- the pyfunc model
+def _python_model():
+    import mlflow.pyfunc
+
+    class RetrieverModel(mlflow.pyfunc.PythonModel):
+        """Embeds `model_input["text"]` with the bi-encoder; param `kind` picks the prefix."""
+
+        def load_context(self, context):
+            from hybrid.encoder import BiEncoder
+
+            self.encoder = BiEncoder.from_pretrained(context.artifacts[HF_ARTIFACT])
+
+        def predict(self, context, model_input, params=None):
+            kind = (params or {}).get("kind", "query")
+            texts = [str(t) for t in model_input["text"]]
+            return self.encoder.encode(texts, kind, show_progress=False)
+
+    return RetrieverModel()
+
+
+def encode_signature(dim: int):
+    """Input: a string column `text`; param `kind`; output: float32 rows [n, dim]."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, dim))]),
+                          params=ParamSchema([ParamSpec("kind", "string", "query")]))
+
+
+def _model_dim(hf_dir: Path) -> int:
+    import json
+
+    cfg = json.loads((Path(hf_dir) / "config.json").read_text())
+    return int(cfg.get("hidden_size") or cfg.get("dim") or cfg["d_model"])
+
+
+def log_retriever(hf_dir: str | Path, name: str = MODEL_NAME, tags: dict | None = None):
+    """Log `hf_dir` as pyfunc model `model` in the active run and register it under `name`.
+
+    Returns the new ModelVersion."""
+    import mlflow
+
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_python_model(),
+        artifacts={HF_ARTIFACT: str(hf_dir)},
+        signature=encode_signature(_model_dim(Path(hf_dir))),
+        registered_model_name=name,
+        pip_requirements=["hybrid-retriever", "mlflow"],
+    )
+    client = _client()
+    version = client.get_model_version(name, str(info.registered_model_version))
+    for k, v in (tags or {}).items():
+        client.set_model_version_tag(name, version.version, k, str(v))
+    return version
+
+
+# ---------------------------------------------------------------------- promotion gate
+@dataclass
+class Promotion:
+    version: str
+    alias: str  # "champion" or "challenger"
+    metric: str
+    value: float
+    previous_champion: str | None
+    previous_value: float | None
+    margin: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def version_metric(name: str, version: str, metric: str) -> float:
+    """`metric` of the run that produced model version `version`."""
+    client = _client()
+    mv = client.get_model_version(name, str(version))
+    metrics = client.get_run(mv.run_id).data.metrics
+    if metric not in metrics:
+        raise KeyError(f"run {mv.run_id} of {name} v{version} has no metric {metric!r}")
+    return float(metrics[metric])
+
+
+def champion_version(name: str = MODEL_NAME) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote(version: str, name: str = MODEL_NAME, metric: str = DEFAULT_PROMOTION_METRIC,
+            margin: float = 0.005) -> Promotion:
+    """Alias `version` as champion when it beats the champion by >= `margin`, else challenger."""
+    client = _client()
+    version = str(version)
+    value = version_metric(name, version, metric)
+    current = champion_version(name)
+    prev_value = None
+    if current is not None and current != version:
+        try:
+            prev_value = version_metric(name, current, metric)
+        except KeyError:
+            prev_value = None  # the champion was judged on another metric: any value beats it
+    if current == version:
+        alias = CHAMPION
+    elif current is None or prev_value is None or value >= prev_value + margin:
+        alias = CHAMPION
+    else:
+        alias = CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "promotion", alias)
+    return Promotion(version, alias, metric, value, current, prev_value, margin)
+
+
+# -------------------------------------------------------------------- models:/ resolver
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """(name, alias, version) of `models:/name@alias` or `models:/name/version`."""
+    from hybrid.errors import HybridError
+
+    m = _URI.match(uri.strip())
+    if not m:
+        raise HybridError(f"model {uri}: expected models:/<name>@<alias> or "
+                          "models:/<name>/<version>")
+    return m["name"], m["alias"], m["version"]
+
+
+def resolve_models_uri(uri: str) -> Path:
+    """The local HF directory of a registry model (downloaded once, then cached)."""
+    from mlflow.exceptions import MlflowException
+
+    from hybrid.errors import HybridError
+    from hybrid.io import atomic_path
+    from hybrid.paths import cache_dir
+
+    name, alias, version = parse_models_uri(uri)
+    client = _client()
+    try:
+        mv = (client.get_model_version_by_alias(name, alias) if alias
+              else client.get_model_version(name, version))
+    except MlflowException as exc:
+        raise HybridError(f"model {uri}: not in the MLflow registry at "
+                          f"{_tracking_uri()} ({exc.error_code})") from exc
+    except Exception as exc:  # server down, connection refused, ...
+        raise HybridError(f"model {uri}: cannot reach the MLflow registry at "
+                          f"{_tracking_uri()} ({type(exc).__name__})") from exc
+    out = cache_dir() / "mlflow-models" / name / f"v{mv.version}"
+    if not out.is_dir():
+        import mlflow.artifacts
+
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
+                                                dst_path=str(tmp))
+    # pyfunc keeps the logged directory's own name under artifacts/
+    found = sorted(p.parent for p in (out / "artifacts").glob("*/config.json"))
+    if len(found) != 1:
+        raise HybridError(f"model {uri}: version {mv.version} holds no HF model directory "
+                          "(not logged by hybrid)")
+    return found[0]
+
+
+def _tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def install(register_resolver) -> None:
+    """Entry point `hybrid.resolvers`: add the `models:/` scheme to `hybrid.model`."""
+    register_resolver("models:/", resolve_models_uri)
