@@ -1,0 +1,28 @@
+"""Evaluation on the LAReQA protocol: sharded encoding, FAISS search, the settings matrix.
+
+- `evaluate(model, benchmark, source, out, split="all", languages=None, ...) -> dict`
+  (hybrid.evaluation.evaluate): everything, writing metrics.json, map_matrix.csv/.png,
+  report.md and retrieved.parquet;
+- `encode_benchmark(model, benchmark, shards=1, bf16=False, ...) -> (queries, candidates)`
+  and `encode_texts(...)` (hybrid.evaluation.encode): cached, Ray-sharded embeddings;
+- `compute_matrix(benchmark, queries, candidates, languages=None) -> dict`
+  (hybrid.evaluation.matrix): every setting's metrics from embeddings;
+- `DenseIndex`, `recall_vs_flat` (hybrid.evaluation.search): FAISS top-k search;
+- `settings_for`, `setting_counts` (hybrid.evaluation.settings); `METRICS`, `per_query`,
+  `mean_metrics`, `language_bias` (hybrid.evaluation.metrics); `Embeddings`.
+See docs/evaluation.md for the protocol and the metric definitions.
+"""
+
+from hybrid.evaluation.embeddings import Embeddings
+from hybrid.evaluation.encode import encode_benchmark, encode_texts
+from hybrid.evaluation.evaluate import evaluate, load_eval_benchmark
+from hybrid.evaluation.matrix import compute_matrix
+from hybrid.evaluation.metrics import METRICS, language_bias, mean_metrics, per_query
+from hybrid.evaluation.search import DenseIndex, recall_vs_flat
+from hybrid.evaluation.settings import Setting, setting_counts, settings_for
+
+__all__ = [
+    "METRICS", "DenseIndex", "Embeddings", "Setting", "compute_matrix", "encode_benchmark",
+    "encode_texts", "evaluate", "language_bias", "load_eval_benchmark", "mean_metrics",
+    "per_query", "recall_vs_flat", "setting_counts", "settings_for",
+]

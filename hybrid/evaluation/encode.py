@@ -1,0 +1,208 @@
+"""Sharded, cached encoding of benchmark questions and candidates with Ray tasks.
+
+Questions are encoded as kind "query" (their text), candidates as kind "passage" (the
+answer-sentence text, the `sentence` column), with `hybrid.encoder.BiEncoder.encode`.
+
+Sharding. The texts are put in the encoder's own order (token length, longest first, ties
+in input order) and cut into batches of `batch_size`; shard i gets a contiguous run of whole
+batches. Each shard is one Ray task (`num_cpus` = CPUs / shards, at least 1; one GPU each
+when the cluster has GPUs) that runs `BiEncoder.encode` on its texts, which keeps that
+order and batching. So every text is encoded in the same batch, padded to the same length,
+whatever the shard count, and the results are bit-identical for 1 or N shards. One shard is
+the degenerate case of the same path (still one Ray task).
+
+Cache. Entries live under `{cache}/embeddings/{model fingerprint}/{kind}-{table
+fingerprint}-{fp32|bf16}-b{batch_size}/part-{i}-of-{n}.*` (see
+`hybrid.evaluation.embeddings` for the files and their checksums). The model fingerprint
+hashes every file of the model directory, the table fingerprint every (id, text) pair in
+order. A part that exists and verifies (checksums and ids) is not recomputed, so an
+interrupted run resumes where it stopped. The driver writes each part as its task finishes.
+
+Ray: an already initialised Ray (a cluster, or the caller's session) is used as is;
+otherwise a local one is started for the call and shut down after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hybrid.errors import HybridError
+from hybrid.evaluation.embeddings import Embeddings, verify
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """sha256 over the relative path and content of every file of a model directory
+    (memoised per process on paths, sizes and modification times)."""
+    root = Path(model_dir)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    stamp = (str(root.resolve()),) + tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            with open(p, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    h.update(block)
+            h.update(b"\1")
+        _FINGERPRINTS[stamp] = h.hexdigest()
+    return _FINGERPRINTS[stamp]
+
+
+def table_fingerprint(ids, texts) -> str:
+    """sha256 over the (id, text) pairs, in order."""
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts, strict=True):
+        h.update(f"{i}\0{t}\1".encode())
+    return h.hexdigest()
+
+
+def cache_entry(model_dir: str | Path, ids, texts, kind: str, *, bf16: bool = False,
+                batch_size: int = 64, cache: str | Path | None = None) -> Path:
+    """The cache directory of one (model, table, kind, precision, batch size)."""
+    from hybrid.paths import cache_dir
+
+    root = Path(cache) if cache is not None else cache_dir() / "embeddings"
+    name = f"{kind}-{table_fingerprint(ids, texts)[:16]}-{'bf16' if bf16 else 'fp32'}-b{batch_size}"
+    return root / model_fingerprint(model_dir)[:16] / name
+
+
+def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = False,
+                 batch_size: int = 64, cache: str | Path | None = None,
+                 progress: bool = True) -> Embeddings:
+    """Embeddings of `texts` (rows in input order, keyed by `ids`) with the model `model`
+    (a model dir, `me5-small` or an HF id), computed in `shards` Ray tasks or read from
+    the cache (`cache` defaults to `{hybrid cache}/embeddings`)."""
+    from hybrid.model import resolve_model
+
+    ids = np.asarray(list(ids), dtype=str)
+    texts = [str(t) for t in texts]
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+    if len(set(ids.tolist())) != len(ids):
+        raise HybridError(f"encode {kind}: duplicate ids")
+    if int(shards) < 1:
+        raise HybridError(f"--shards: must be at least 1, not {shards}")
+    if int(batch_size) < 1:
+        raise HybridError(f"--batch-size: must be at least 1, not {batch_size}")
+    if kind not in ("query", "passage"):
+        raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
+    model_dir = resolve_model(model)
+    entry = cache_entry(model_dir, ids, texts, kind, bf16=bf16, batch_size=batch_size, cache=cache)
+    names = [f"part-{i:03d}-of-{shards:03d}" for i in range(shards)]
+
+    done = {n: Embeddings.load(entry, n) for n in names if verify(entry, n)}
+    if len(done) < shards:
+        order = _encoder_order(model_dir, texts, kind)
+        parts = _split(order, shards, batch_size)
+        for n, rows in zip(names, parts, strict=True):  # a verified part must hold its rows
+            if n in done and not np.array_equal(done[n].ids, ids[rows]):
+                del done[n]
+        todo = [(n, rows) for n, rows in zip(names, parts, strict=True) if n not in done]
+        for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
+            emb.save(entry, n)
+            done[n] = emb
+    merged = Embeddings(np.concatenate([done[n].ids for n in names]),
+                        np.concatenate([done[n].vectors for n in names]))
+    return Embeddings(ids, merged.aligned(ids, what=f"{entry}"))
+
+
+def encode_benchmark(model, benchmark, **kwargs) -> tuple[Embeddings, Embeddings]:
+    """(question embeddings by qid, candidate embeddings by cid) of a `Benchmark`; the
+    keyword arguments are those of `encode_texts`."""
+    q, c = benchmark.questions, benchmark.candidates
+    return (encode_texts(model, q["qid"], q["text"], "query", **kwargs),
+            encode_texts(model, c["cid"], c["sentence"], "passage", **kwargs))
+
+
+def _encoder_order(model_dir: Path, texts: list[str], kind: str) -> np.ndarray:
+    """Indices of `texts` in the order `BiEncoder.encode` processes them."""
+    from transformers import AutoTokenizer
+
+    from hybrid.encoder import BiEncoder
+
+    enc = BiEncoder.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir) if enc.tokenizer is None else enc.tokenizer
+    lens = [len(x) for x in tok([enc.prefixes[kind] + t for t in texts], truncation=True,
+                                max_length=enc.max_lens[kind], padding=False)["input_ids"]]
+    del enc
+    return np.array(sorted(range(len(texts)), key=lambda i: -lens[i]), dtype=np.int64)
+
+
+def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
+    """Cut `order` into `shards` runs of whole batches (as even as batches allow)."""
+    n_batches = -(-len(order) // batch_size)
+    cuts = [min(len(order), (n_batches * i // shards) * batch_size) for i in range(shards + 1)]
+    return [order[cuts[i]:cuts[i + 1]] for i in range(shards)]
+
+
+def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
+    """Yield (part name, Embeddings) as the Ray tasks finish; the bar moves per chunk."""
+    if not todo:
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
+                 configure_logging=False)
+    try:
+        res = ray.cluster_resources()
+        total_cpus = max(1, int(res.get("CPU", 1)))
+        cpus = max(1, total_cpus // min(len(todo), total_cpus))
+        task = _shard_task().options(num_cpus=cpus, num_gpus=1 if res.get("GPU", 0) else 0)
+        pending = {task.remote(str(model_dir), [texts[i] for i in rows], kind, batch_size,
+                               bf16, cpus): (n, rows, []) for n, rows in todo}
+        bar = tqdm(total=sum(len(r) for _, r in todo), desc=f"encode {'queries' if kind == 'query' else 'passages'}", unit="text",
+                   disable=not progress)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            gen = ready[0]
+            name, rows, chunks = pending[gen]
+            try:
+                chunks.append(ray.get(next(gen)))
+                bar.update(len(chunks[-1]))
+            except StopIteration:
+                del pending[gen]
+                yield name, Embeddings(ids[rows], np.concatenate(chunks))
+        bar.close()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _encode_chunks(model_dir: str, texts: list[str], kind: str, batch_size: int, bf16: bool,
+                   threads: int):
+    """Body of one shard task: encode `texts` (already in the encoder's order), yielding
+    float32 chunks of whole batches so that the driver's progress bar moves."""
+    import torch
+
+    from hybrid.encoder import BiEncoder
+
+    torch.set_num_threads(max(1, threads))
+    enc = BiEncoder.from_pretrained(model_dir)
+    device = "cuda" if torch.cuda.is_available() else None
+    step = batch_size * 8
+    for a in range(0, max(len(texts), 1), step):  # an empty shard yields one empty chunk
+        yield enc.encode(texts[a:a + step], kind, batch_size=batch_size, bf16=bf16,
+                         show_progress=False, device=device)
+
+
+_TASK = None
+
+
+def _shard_task():
+    """The Ray remote (streaming generator) version of `_encode_chunks`, built on first
+    use so that importing this module needs no Ray."""
+    global _TASK
+    if _TASK is None:
+        import ray
+
+        _TASK = ray.remote(_encode_chunks)
+    return _TASK
