@@ -34,7 +34,7 @@ def test_split_ignores_languages(data_dir):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), fraction=st.floats(0.01, 0.99))
-def test_split_invariants(seed, fraction):
+def test_split_invariants(data_dir, seed, fraction):
     b = _xquad()
     train, heldout = article_split(b, heldout_fraction=fraction, seed=seed)
     n = len(b.articles)

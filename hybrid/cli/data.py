@@ -44,9 +44,8 @@ def prepare(
 @data_app.command()
 def pairs(
     source: Annotated[list[str], typer.Option(
-        help="Repeatable. xquad-r:[DIR|URL|upstream][?langs=..&hard_negatives=K], "
-        "table:FILE.jsonl|.parquet[?dataset=NAME], squad:NAME=DIR[?langs=..&hard_negatives=K], "
-        "mmarco:DIR_OR_HUB_ID[?langs=..&limit=N&negatives=K].")],
+        help="Repeatable. KIND:LOCATION[?key=value&...]: xquad-r:[DIR|URL|upstream], "
+        "table:FILE, squad:NAME=DIR, mmarco:DIR_OR_HUB_ID (options in docs/data.md).")],
     out: Annotated[Path, typer.Option(help="Output directory (pairs.parquet, pairs_meta.json).")],
     split_seed: Annotated[int, typer.Option(help="Seed of the XQuAD-R article split.")] = 0,
     heldout_fraction: Annotated[float, typer.Option(
