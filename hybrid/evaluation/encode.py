@@ -24,6 +24,7 @@ otherwise a local one is started for the call and shut down after it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -122,17 +123,21 @@ def encode_benchmark(model, benchmark, **kwargs) -> tuple[Embeddings, Embeddings
 
 
 def _encoder_order(model_dir: Path, texts: list[str], kind: str) -> np.ndarray:
-    """Indices of `texts` in the order `BiEncoder.encode` processes them."""
-    from transformers import AutoTokenizer
+    """Indices of `texts` in the order `BiEncoder.encode` processes them: token length
+    (with the kind's prefix, truncated to its max length), longest first, ties stable."""
+    tokenizer, prefixes, max_lens = _tokenizer(str(model_dir))
+    lens = [len(x) for x in tokenizer([prefixes[kind] + t for t in texts], truncation=True,
+                                      max_length=max_lens[kind], padding=False)["input_ids"]]
+    return np.array(sorted(range(len(texts)), key=lambda i: -lens[i]), dtype=np.int64)
 
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model_dir: str):
+    """(tokenizer, prefixes, max lengths) of the encoder in `model_dir`."""
     from hybrid.encoder import BiEncoder
 
     enc = BiEncoder.from_pretrained(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir) if enc.tokenizer is None else enc.tokenizer
-    lens = [len(x) for x in tok([enc.prefixes[kind] + t for t in texts], truncation=True,
-                                max_length=enc.max_lens[kind], padding=False)["input_ids"]]
-    del enc
-    return np.array(sorted(range(len(texts)), key=lambda i: -lens[i]), dtype=np.int64)
+    return enc.tokenizer, dict(enc.prefixes), dict(enc.max_lens)
 
 
 def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
