@@ -1,0 +1,118 @@
+"""Log a pipeline run to MLflow and register its model, then apply the promotion gate.
+
+One MLflow experiment per flow. A run holds: params (the full config, flattened), metrics
+(per benchmark B: `B.<metric>.<mono|cross|multi>`, `B.language_bias`, and the mAP of every
+setting `B.mAP.<q>-<pool>`; B is e.g. `xquad_r`), artifacts (`config.json`,
+`train_summary.json`, `eval/<benchmark>/{report.md, map_matrix.png, map_matrix.csv,
+metrics.json}`) and the model (pyfunc over the HF dir) registered as `hybrid-retriever`.
+
+The task is cached on its inputs' content, and the run is tagged with that key: the same
+inputs never log a second run or register a second version, even with Prefect's cache gone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
+
+from tasks.hashing import dict_hash, tree_hash
+from tasks.registry import DEFAULT_PROMOTION_METRIC, MODEL_NAME
+
+METRIC_NAMES = {"map": "mAP", "r@1": "R1", "r@10": "R10", "mrr@10": "MRR10",
+                "ndcg@10": "nDCG10", "r@100": "R100"}
+KEY_TAG = "hybrid.key"
+
+
+def bench_prefix(benchmark: str) -> str:
+    return benchmark.replace("-", "_")
+
+
+def flat_metrics(benchmark: str, metrics: dict) -> dict[str, float]:
+    """MLflow metrics of one benchmark's metrics.json (None values left out)."""
+    b = bench_prefix(benchmark)
+    out: dict[str, float] = {}
+    summary = metrics.get("summary", {})
+    for kind in ("mono", "cross", "multi"):
+        for m, v in (summary.get(kind) or {}).items():
+            if v is not None:
+                out[f"{b}.{METRIC_NAMES.get(m, m)}.{kind}"] = float(v)
+    if summary.get("language_bias") is not None:
+        out[f"{b}.language_bias"] = float(summary["language_bias"])
+    for setting, vals in (metrics.get("settings") or {}).items():
+        if vals and vals.get("map") is not None:
+            out[f"{b}.mAP.{setting}"] = float(vals["map"])
+    return out
+
+
+def flat_params(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_params(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+def _log_key(ctx, p) -> str:
+    return dict_hash({"experiment": p["experiment"], "config": p["config"],
+                      "model": tree_hash(p["train"]["model_dir"]),
+                      "evals": {e["benchmark"]: tree_hash(Path(e["out"]) / "metrics.json")
+                                for e in p["evals"]},
+                      "promotion": [p.get("promotion_metric"), p.get("promotion_margin")]})
+
+
+@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_log_key), persist_result=True)
+def log_and_register(experiment: str, config: dict, train: dict, evals: list[dict],
+                     promotion_metric: str = DEFAULT_PROMOTION_METRIC,
+                     promotion_margin: float = 0.005) -> dict:
+    """Log everything to MLflow, register the model, promote; returns run id/url/version/alias."""
+    import mlflow
+
+    from tasks.registry import log_retriever, promote
+
+    key = _log_key(None, {"experiment": experiment, "config": config, "train": train,
+                          "evals": evals, "promotion_metric": promotion_metric,
+                          "promotion_margin": promotion_margin})
+    exp = mlflow.set_experiment(experiment)
+    client = mlflow.MlflowClient()
+    found = client.search_runs([exp.experiment_id], f"tags.`{KEY_TAG}` = '{key}'",
+                               max_results=1)
+    if found and found[0].data.tags.get("hybrid.model_version"):
+        run = found[0]
+        version = run.data.tags["hybrid.model_version"]
+        promotion = {"version": version, "alias": run.data.tags.get("hybrid.promotion")}
+    else:
+        with mlflow.start_run(run_name=config.get("run_name")) as active:
+            mlflow.set_tag(KEY_TAG, key)
+            mlflow.log_params(flat_params(config))
+            metrics = {}
+            for e in evals:
+                m = json.loads((Path(e["out"]) / "metrics.json").read_text(encoding="utf-8"))
+                metrics.update(flat_metrics(e["benchmark"], m))
+                for name in ("report.md", "map_matrix.png", "map_matrix.csv", "metrics.json"):
+                    mlflow.log_artifact(str(Path(e["out"]) / name), f"eval/{e['benchmark']}")
+            for k, v in (train.get("summary") or {}).items():
+                if isinstance(v, (int, float)) and v is not None:
+                    metrics[f"train.{k}"] = float(v)
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(str(Path(train["out"]) / "train_summary.json"))
+            mlflow.log_dict(config, "config.json")
+            if promotion_metric not in metrics:
+                raise ValueError(f"promotion metric {promotion_metric!r} not among the run's "
+                                 f"metrics (e.g. {sorted(metrics)[:5]})")
+            mv = log_retriever(train["model_dir"], MODEL_NAME,
+                               tags={"hybrid.key": key, promotion_metric: metrics[promotion_metric]})
+            promotion = promote(mv.version, MODEL_NAME, promotion_metric,
+                                promotion_margin).as_dict()
+            mlflow.set_tags({"hybrid.model_version": mv.version,
+                             "hybrid.promotion": promotion["alias"]})
+            run = client.get_run(active.info.run_id)
+    base = mlflow.get_tracking_uri().rstrip("/")
+    url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    return {"run_id": run.info.run_id, "run_url": url, "experiment": experiment,
+            "model": MODEL_NAME, **promotion}
