@@ -94,6 +94,8 @@ class BiEncoder(torch.nn.Module):
                  "passage_prefix": passage_prefix, "max_query_len": max_query_len,
                  "max_passage_len": max_passage_len}
         settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
+        if settings["pooling"] not in ("mean", "cls"):
+            raise HybridError(f"pooling: must be 'mean' or 'cls', not {settings['pooling']!r}")
         model = _load_automodel(path, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         limit = getattr(model.config, "max_position_embeddings", None)

@@ -1,0 +1,142 @@
+"""BiEncoder behaviour on the tiny model: prefixes, truncation, pooling, order, saving."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid.encoder import BiEncoder
+from hybrid.errors import HybridError
+from hybrid.model import make_tiny_model
+
+TEXTS = [
+    "short",
+    "A considerably longer sentence about the history of the river Danube and its bridges.",
+    "Москва — столица России.",
+    "東京は日本の首都です。",
+    "يعتبر نهر النيل أطول نهر في العالم.",
+    "two words",
+    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας, μια πόλη με μεγάλη ιστορία.",
+    "x",
+    "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def enc(tiny) -> BiEncoder:
+    return BiEncoder.from_pretrained(tiny)
+
+
+def _variant(enc: BiEncoder, **kw) -> BiEncoder:
+    """Another BiEncoder over a copy of the same weights (no reload)."""
+    return BiEncoder(copy.deepcopy(enc.model), enc.tokenizer, **kw)
+
+
+def test_tokenize_adds_prefix_and_truncates(enc):
+    enc = _variant(enc, max_query_len=8, max_passage_len=12)
+    q = enc.tokenize([TEXTS[1], "hi"], "query")
+    p = enc.tokenize([TEXTS[1]], "passage")
+    assert q["input_ids"].shape == (2, 8) and p["input_ids"].shape == (1, 12)
+    assert enc.tokenizer.decode(q["input_ids"][1], skip_special_tokens=True) == "query: hi"
+    assert enc.tokenizer.decode(p["input_ids"][0], skip_special_tokens=True).startswith("passage: A")
+    assert q["input_ids"][0, -1].item() == enc.tokenizer.eos_token_id
+    assert q["attention_mask"][1].sum().item() < 8  # padded, not truncated
+    with pytest.raises(HybridError, match="kind"):
+        enc.tokenize(["a"], "document")
+
+
+def test_encode_is_normalised_and_in_input_order(enc):
+    full = enc.encode(TEXTS, "passage", batch_size=64, show_progress=False)
+    assert full.shape == (len(TEXTS), enc.dim) and full.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1.0, atol=1e-5)
+    perm = np.random.default_rng(0).permutation(len(TEXTS))
+    shuffled = enc.encode([TEXTS[i] for i in perm], "passage", batch_size=2, show_progress=False)
+    np.testing.assert_allclose(shuffled, full[perm], atol=1e-5)
+    one_by_one = np.stack([enc.encode([t], "passage", show_progress=False)[0] for t in TEXTS])
+    np.testing.assert_allclose(one_by_one, full, atol=1e-5)  # padding is masked
+    assert enc.encode([], "query").shape == (0, enc.dim)
+
+
+def test_query_and_passage_prefixes_differ(enc):
+    q = enc.encode(TEXTS[:3], "query", show_progress=False)
+    p = enc.encode(TEXTS[:3], "passage", show_progress=False)
+    assert not np.allclose(q, p, atol=1e-3)
+
+
+def test_embed_is_differentiable_and_matches_encode(enc):
+    enc.model.eval()
+    batch = enc.tokenize(TEXTS[:4], "query")
+    emb = enc.embed(batch)
+    np.testing.assert_allclose(emb.detach().numpy(),
+                               enc.encode(TEXTS[:4], "query", show_progress=False), atol=1e-5)
+    emb.sum().backward()
+    grads = {n: p.grad for n, p in enc.model.named_parameters()}
+    assert all(g is not None for g in grads.values())
+    enc.model.zero_grad(set_to_none=True)
+
+
+def test_cls_pooling_takes_the_first_token(enc, tiny):
+    enc = _variant(enc, pooling="cls")
+    batch = enc.tokenize(TEXTS[:3], "query")
+    with torch.no_grad():
+        hidden = enc.model(**batch).last_hidden_state[:, 0]
+        got = enc.embed(batch)
+    torch.testing.assert_close(got, torch.nn.functional.normalize(hidden, dim=-1))
+    with pytest.raises(HybridError, match="pooling"):
+        BiEncoder.from_pretrained(tiny, pooling="max")
+
+
+def test_freeze_word_embeddings(enc):
+    enc = _variant(enc)
+    enc.freeze_word_embeddings()
+    enc.embed(enc.tokenize(["frozen words"], "query")).sum().backward()
+    word = enc.model.get_input_embeddings().weight
+    assert not word.requires_grad and word.grad is None
+    assert enc.model.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_save_load_round_trip(enc, tmp_path):
+    original = enc.encode(TEXTS, "query", show_progress=False)
+    enc = _variant(enc, pooling="cls", query_prefix="q: ", passage_prefix="p: ",
+                   max_query_len=16, max_passage_len=24)
+    with torch.no_grad():
+        enc.model.encoder.layer[0].output.dense.bias.add_(0.5)  # "trained"
+    before = enc.encode(TEXTS, "query", show_progress=False)
+    assert not np.allclose(before, original, atol=1e-3)
+    out = enc.save(tmp_path / "saved")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "modules.json",
+            "sentence_bert_config.json"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.bin"))
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_cls_token"]
+    back = BiEncoder.from_pretrained(out)
+    assert (back.pooling, back.prefixes, back.max_lens) == (
+        "cls", {"query": "q: ", "passage": "p: "}, {"query": 16, "passage": 24})
+    np.testing.assert_allclose(back.encode(TEXTS, "query", show_progress=False), before,
+                               atol=1e-6)
+
+
+def test_saved_dir_loads_in_sentence_transformers(enc, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = enc.save(tmp_path / "st")
+    st = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(st.encode(TEXTS, prompt_name="passage"),
+                               enc.encode(TEXTS, "passage", show_progress=False), atol=1e-5)
+
+
+def test_save_refuses_a_file_path(enc, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    with pytest.raises(HybridError, match="not a directory"):
+        enc.save(target)
+    assert target.read_text() == "keep"
