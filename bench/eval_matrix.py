@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from hybrid.data import read_lareqa
 from hybrid.evaluation import Embeddings, compute_matrix, encode_benchmark, settings_for
+from hybrid.evaluation.matrix import score_matrix
 from hybrid.io import write_json
 from hybrid.paths import default_data_dir
 
@@ -36,13 +37,13 @@ def reference_map(b, q: Embeddings, c: Embeddings) -> dict[str, float]:
     out = {}
     for s in tqdm(settings_for(b.languages), desc="reference loop", unit="setting"):
         pool = b.candidates if s.pool_lang == "multi" else b.candidates[b.candidates["lang"] == s.pool_lang]
-        vectors, cids = c.aligned(pool["cid"]), pool["cid"]
+        vectors, cids = c.aligned(pool["cid"]).astype(np.float64), pool["cid"]
         qids = b.questions.loc[b.questions["lang"] == s.query_lang, "qid"]
         aps = []
         for qid, v in zip(qids, q.aligned(qids), strict=True):
             labels = cids.isin(relevant[qid]).to_numpy()
             if labels.any():
-                aps.append(average_precision_score(labels, vectors @ v))
+                aps.append(average_precision_score(labels, score_matrix(v[None, :], vectors)[0]))
         out[s.key] = float(np.mean(aps))
     return out
 

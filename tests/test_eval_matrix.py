@@ -15,6 +15,7 @@ from hybrid.evaluation import (
     setting_counts,
     settings_for,
 )
+from hybrid.evaluation.matrix import score_matrix
 from hybrid.evaluation.metrics import per_query, ranks_from_scores
 from hybrid.langs import MLQA_R_LANGS, XQUAD_R_LANGS
 
@@ -52,7 +53,7 @@ def _reference(b, q, c, key):
         labels = pool["cid"].isin(relevant.get(qid, set())).to_numpy()
         if not labels.any():
             continue
-        scores = vecs @ q.aligned([qid])[0]
+        scores = score_matrix(q.aligned([qid]), vecs)[0]
         aps.append(average_precision_score(labels, scores))
         position = np.empty(len(scores), dtype=np.int64)
         position[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
@@ -128,7 +129,7 @@ def test_language_bias_is_the_spread_of_parallel_answers(xquad_small):
     spreads = []
     for qid in xquad_small.questions.loc[xquad_small.questions["lang"] == "zh", "qid"]:
         labels = xquad_small.candidates["cid"].isin(relevant[qid]).to_numpy()
-        r = ranks_from_scores(pool @ q.aligned([qid])[0], labels)
+        r = ranks_from_scores(score_matrix(q.aligned([qid]), pool)[0], labels)
         spreads.append(r.max() - r.min())
     assert m["settings"]["zh-multi"]["language_bias"] == pytest.approx(np.mean(spreads))
     biases = [m["settings"][f"{x}-multi"]["language_bias"] for x in ("de", "en", "zh")]

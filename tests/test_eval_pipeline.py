@@ -37,14 +37,14 @@ def sentences(xquad_dir):
 def test_shard_count_does_not_change_embeddings_and_parts_are_reused(
         ray_session, tiny, sentences, tmp_path):
     ids, texts = sentences["cid"], sentences["sentence"]
-    kw = {"cache": tmp_path, "batch_size": 16, "progress": False}
-    one = encode_texts(tiny, ids, texts, "passage", shards=1, **kw)
-    three = encode_texts(tiny, ids, texts, "passage", shards=3, **kw)
+    kw = {"batch_size": 16, "progress": False}
+    three = encode_texts(tiny, ids, texts, "passage", shards=3, cache=tmp_path / "a", **kw)
+    one = encode_texts(tiny, ids, texts, "passage", shards=1, cache=tmp_path / "b", **kw)
     assert one.ids.tolist() == ids.tolist()
     assert np.array_equal(one.vectors, three.vectors)  # bit-identical
     assert np.allclose(np.linalg.norm(one.vectors, axis=1), 1.0, atol=1e-5)
 
-    entry = cache_entry(tiny, ids, texts, "passage", batch_size=16, cache=tmp_path)
+    entry = cache_entry(tiny, ids, texts, "passage", batch_size=16, cache=tmp_path / "a")
     parts = sorted(entry.glob("part-*-of-003.npy"))
     assert len(parts) == 3
     # Damage one part: only that part is recomputed, the others are read back untouched.
@@ -52,12 +52,15 @@ def test_shard_count_does_not_change_embeddings_and_parts_are_reused(
     arr = np.load(parts[1])
     arr[0, 0] += 1.0
     np.save(parts[1], arr)
-    again = encode_texts(tiny, ids, texts, "passage", shards=3, **kw)
+    again = encode_texts(tiny, ids, texts, "passage", shards=3, cache=tmp_path / "a", **kw)
     assert np.array_equal(again.vectors, one.vectors)
     after = {p.name: p.stat().st_mtime_ns for p in sorted(entry.glob("part-*-of-003.npy"))}
     assert after[parts[0].name] == mtimes[parts[0].name]
     assert after[parts[2].name] == mtimes[parts[2].name]
     assert after[parts[1].name] != mtimes[parts[1].name]
+    # A complete set serves any shard count without new work.
+    two = encode_texts(tiny, ids, texts, "passage", shards=2, cache=tmp_path / "a", **kw)
+    assert np.array_equal(two.vectors, one.vectors) and not list(entry.glob("part-*-of-002*"))
 
 
 def test_bf16_is_close_but_cached_apart(ray_session, tiny, sentences, tmp_path):

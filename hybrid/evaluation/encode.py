@@ -16,7 +16,9 @@ fingerprint}-{fp32|bf16}-b{batch_size}/part-{i}-of-{n}.*` (see
 `hybrid.evaluation.embeddings` for the files and their checksums). The model fingerprint
 hashes every file of the model directory, the table fingerprint every (id, text) pair in
 order. A part that exists and verifies (checksums and ids) is not recomputed, so an
-interrupted run resumes where it stopped. The driver writes each part as its task finishes.
+interrupted run resumes where it stopped; a complete set written with another shard count
+is used as is (the vectors do not depend on it). The driver writes each part as its task
+finishes.
 
 Ray: an already initialised Ray (a cluster, or the caller's session) is used as is;
 otherwise a local one is started for the call and shut down after it.
@@ -96,22 +98,46 @@ def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = 
         raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
     model_dir = resolve_model(model)
     entry = cache_entry(model_dir, ids, texts, kind, bf16=bf16, batch_size=batch_size, cache=cache)
+    complete = _complete_set(entry, ids, shards)
+    if complete is not None:
+        return complete
     names = [f"part-{i:03d}-of-{shards:03d}" for i in range(shards)]
-
     done = {n: Embeddings.load(entry, n) for n in names if verify(entry, n)}
-    if len(done) < shards:
-        order = _encoder_order(model_dir, texts, kind)
-        parts = _split(order, shards, batch_size)
-        for n, rows in zip(names, parts, strict=True):  # a verified part must hold its rows
-            if n in done and not np.array_equal(done[n].ids, ids[rows]):
-                del done[n]
-        todo = [(n, rows) for n, rows in zip(names, parts, strict=True) if n not in done]
-        for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
-            emb.save(entry, n)
-            done[n] = emb
-    merged = Embeddings(np.concatenate([done[n].ids for n in names]),
-                        np.concatenate([done[n].vectors for n in names]))
-    return Embeddings(ids, merged.aligned(ids, what=f"{entry}"))
+    order = _encoder_order(model_dir, texts, kind)
+    parts = _split(order, shards, batch_size)
+    for n, rows in zip(names, parts, strict=True):  # a verified part must hold its rows
+        if n in done and not np.array_equal(done[n].ids, ids[rows]):
+            del done[n]
+    todo = [(n, rows) for n, rows in zip(names, parts, strict=True) if n not in done]
+    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
+        emb.save(entry, n)
+        done[n] = emb
+    return _merge([done[n] for n in names], ids)
+
+
+def _complete_set(entry: Path, ids: np.ndarray, shards: int) -> Embeddings | None:
+    """The embeddings from a complete, verified set of parts in `entry` (the requested
+    shard count first, then any other: the vectors do not depend on it), else None."""
+    counts = sorted({int(p.stem.rsplit("-of-", 1)[1]) for p in entry.glob("part-*-of-*.json")})
+    for n in [shards] + [c for c in counts if c != shards]:
+        names = [f"part-{i:03d}-of-{n:03d}" for i in range(n)]
+        if all(verify(entry, x) for x in names):
+            parts = [Embeddings.load(entry, x) for x in names]
+            if sum(len(p) for p in parts) == len(ids):
+                merged = _merge(parts, ids, strict=False)
+                if merged is not None:
+                    return merged
+    return None
+
+
+def _merge(parts: list[Embeddings], ids: np.ndarray, strict: bool = True) -> Embeddings | None:
+    """Concatenate parts and put the rows in the order of `ids` (None if an id is missing
+    and not `strict`)."""
+    merged = Embeddings(np.concatenate([p.ids for p in parts]),
+                        np.concatenate([p.vectors for p in parts]))
+    if not strict and not np.array_equal(np.sort(merged.ids), np.sort(ids)):
+        return None
+    return Embeddings(ids, merged.aligned(ids, what="cached embeddings"))
 
 
 def encode_benchmark(model, benchmark, **kwargs) -> tuple[Embeddings, Embeddings]:

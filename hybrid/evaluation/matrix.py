@@ -1,11 +1,12 @@
 """The full settings matrix from embeddings: exact ranks, metrics, macro averages.
 
 For each query language X one score matrix S = Q_X @ C^T against every candidate (sorted by
-language into contiguous pools) is computed. For each query and each of its relevant items
-(score s), the number of candidates scoring >= s is counted per language pool in one
-vectorised comparison; that count is the item's exact rank in that pool (ties: see
-`hybrid.evaluation.metrics`), and the sum over pools is its rank in the multilingual pool.
-Every setting's metrics then follow from those counts, with no per-setting search.
+language into contiguous pools) is computed (`score_matrix`: in float64, rounded to
+float32). For each query and each of its relevant items (score s), the number of candidates
+scoring >= s is counted per language pool in one vectorised comparison; that count is the
+item's exact rank in that pool (ties: see `hybrid.evaluation.metrics`), and the sum over
+pools is its rank in the multilingual pool. Every setting's metrics then follow from those
+counts, with no per-setting search.
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def compute_matrix(benchmark, queries: Embeddings, candidates: Embeddings, *,
     }
 
 
+def score_matrix(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Scores [n_queries, n_candidates]: dot products computed in float64 and rounded to
+    float32. Float32 products differ in the last bit between BLAS paths (a matrix product
+    vs one query at a time, block sizes, threads); through float64 the score of a pair does
+    not depend on how it is computed, and identical texts keep exactly tied scores."""
+    return (np.asarray(queries, dtype=np.float64) @ np.asarray(candidates, dtype=np.float64).T
+            ).astype(np.float32)
+
+
 def _relevant_columns(qs: pd.DataFrame, cs: pd.DataFrame, qrels: pd.DataFrame) -> np.ndarray:
     """[n_questions, max relevant] candidate row of each relevant item, padded with -1."""
     q = pd.Index(qs["qid"]).get_indexer(qrels["qid"])
@@ -110,11 +120,12 @@ def _pool_counts(qvec: np.ndarray, cvec: np.ndarray, cols: np.ndarray, bounds: n
     """ge[i, j, p] = #candidates of pool p scoring >= the score of relevant item cols[i, j]."""
     n, m = cols.shape
     n_pools = len(bounds) - 1
+    cvec64 = cvec.astype(np.float64)
     ge = np.zeros((n, m, n_pools), dtype=np.int64)
     widest = int(np.diff(bounds).max())
     step = max(1, _BLOCK // max(1, m * widest))
     for a in range(0, n, step):
-        scores = qvec[a:a + step] @ cvec.T  # [b, n_candidates]
+        scores = score_matrix(qvec[a:a + step], cvec64)  # [b, n_candidates]
         c = cols[a:a + step]
         rel = np.take_along_axis(scores, np.maximum(c, 0), axis=1)
         rel[c < 0] = np.inf  # padding counts nothing
