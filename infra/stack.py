@@ -129,6 +129,10 @@ class Stack:
             "PREFECT_API_URL": f"http://{HOST}:{p['prefect']}/api",
             "MLFLOW_TRACKING_URI": f"http://{HOST}:{p['mlflow']}",
             "RAY_ADDRESS": f"{HOST}:{p['ray']}",
+            # Ray's GCS and raylet listen on every interface in ray 2.60, so the head
+            # requires this state dir's token from every client.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.ray_token),
             "PREFECT_HOME": str(self.state / "prefect"),
         }
 
@@ -146,6 +150,19 @@ class Stack:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         })
         return env
+
+    @property
+    def ray_token(self) -> Path:
+        return self.state / "ray" / "auth_token"
+
+    def _ensure_ray_token(self) -> None:
+        if not self.ray_token.exists():
+            import secrets
+
+            self.ray_token.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.ray_token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
 
     @property
     def ray_temp(self) -> Path:
@@ -208,6 +225,7 @@ class Stack:
                              f"process; remove {self.config_file} to pick new ports")
         for sub in ("pids", "logs", "prefect", "mlflow/artifacts"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
+        self._ensure_ray_token()
         log = self.log_file(name).open("ab")
         proc = subprocess.Popen(self.commands()[name], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=self.child_env(),

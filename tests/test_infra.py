@@ -117,6 +117,16 @@ def test_stack_up_is_idempotent_binds_loopback_and_stops(tmp_path):
         assert env["PREFECT_API_URL"] == f"http://127.0.0.1:{ports['prefect']}/api"
         assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{ports['mlflow']}"
         assert env["RAY_ADDRESS"] == f"127.0.0.1:{ports['ray']}"
+        ray_env = {**os.environ, **stack.env()}
+        probe = subprocess.run([sys.executable, "-c", "import ray; ray.init(); "
+                                "print(ray.get(ray.remote(lambda: 41 + 1).remote()))"],
+                               capture_output=True, text=True, env=ray_env, timeout=120)
+        assert probe.stdout.strip().endswith("42"), probe.stderr[-2000:]
+        no_token = {k: v for k, v in ray_env.items() if not k.startswith("RAY_AUTH")}
+        no_token["RAY_AUTH_TOKEN_PATH"] = str(tmp_path / "missing-token")
+        refused = subprocess.run([sys.executable, "-c", "import ray; ray.init()"],
+                                 capture_output=True, text=True, env=no_token, timeout=120)
+        assert refused.returncode != 0  # the head takes only clients holding its token
         pools = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "inspect",
                                 "local"], capture_output=True, text=True,
                                env={**os.environ, **stack.env()})
