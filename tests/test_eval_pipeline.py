@@ -75,7 +75,7 @@ def test_bf16_is_close_but_cached_apart(ray_session, tiny, sentences, tmp_path):
 def test_evaluate_mlqa_writes_every_output(ray_session, tiny, mlqa_dir, tmp_path):
     out = tmp_path / "eval"
     code = main(["evaluate", "--model", str(tiny), "--benchmark", "mlqa-r", "--source",
-                 str(mlqa_dir), "--out", str(out), "--shards", "2", "--index", "hnsw"])
+                 str(mlqa_dir), "--out", str(out), "--index", "hnsw"])
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["summary"]) == {"mono", "cross", "multi", "language_bias"}
