@@ -37,3 +37,13 @@ def ensure_ray() -> None:
             ray.init(log_to_driver=True)
         else:
             ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def cpus_for(workers: int) -> int:
+    """CPUs per training worker: the connected cluster's CPUs over `workers`, at most the
+    largest node's (Ray otherwise gives each worker 1 CPU and torch 1 thread)."""
+    import ray
+
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    total = int(sum(nodes))
+    return max(1, min(int(max(nodes, default=1)), total // max(1, workers)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 
-from flows.common import default_benchmarks, default_sources, ensure_ray
+from flows.common import cpus_for, default_benchmarks, default_sources, ensure_ray
 from hybrid.io import write_json
 from tasks.data import build_pairs_table, download_benchmark, is_remote, prepare_benchmark
 from tasks.evaluate import encode_benchmark_task, evaluation_matrix
@@ -29,6 +29,7 @@ def pipeline(
     alpha: float = 0.5,
     workers: int = 1,
     steps: int | None = None,
+    cpus_per_worker: int | None = None,
     sources: list[str] | None = None,
     benchmarks: dict[str, str] | None = None,
     eval_splits: dict[str, str] | None = None,
@@ -40,8 +41,9 @@ def pipeline(
 ) -> dict:
     """Train and evaluate one retriever; returns report paths, MLflow run and registry alias.
 
-    profile/model/strategy/alpha/workers/steps: the training config (a profile of
-    hybrid/train/profiles with overrides). sources: `hybrid data pairs` source specs
+    profile/model/strategy/alpha/workers/steps/cpus_per_worker: the training config (a
+    profile of hybrid/train/profiles with overrides; CPUs per worker default to the Ray
+    cluster's CPUs shared evenly, capped at the largest node's). sources: `hybrid data pairs` source specs
     (default: the XQuAD-R train split). benchmarks: {name: source dir/URL/"upstream"}
     (default: XQuAD-R and MLQA-R). eval_splits: per benchmark "all" or "heldout" (default:
     XQuAD-R held-out articles, unseen in training). languages: restrict the evaluation.
@@ -60,7 +62,8 @@ def pipeline(
         bench_dirs[name] = prepare_benchmark.submit(name, src, results, wait_for=wait)
     pairs = build_pairs_table(sources, results)
     overrides = {"model.model": model, "data.strategy": strategy, "data.alpha": alpha,
-                 "run.workers": workers, "run.steps": steps}
+                 "run.workers": workers, "run.steps": steps,
+                 "run.cpus_per_worker": cpus_per_worker or cpus_for(workers)}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     trained = train_model(profile, overrides, pairs, results)
     log.info("trained: %s (%s)", trained["model_dir"], trained["summary"])
@@ -71,10 +74,11 @@ def pipeline(
     encoded = encode_benchmark_task.map(unmapped(trained["model_dir"]), names, dirs,
                                         unmapped(results), splits, unmapped(languages),
                                         unmapped(max(1, workers)))
-    evals = evaluation_matrix.map(unmapped(trained["model_dir"]), names, dirs,
-                                  unmapped(results), splits, unmapped(languages),
-                                  wait_for=[encoded])
-    evals = [e.result() for e in evals]
+    for f in encoded:  # fan-in: every benchmark encoded (raises if one failed)
+        f.result()
+    evals = [e.result() for e in evaluation_matrix.map(
+        unmapped(trained["model_dir"]), names, dirs, unmapped(results), splits,
+        unmapped(languages))]
 
     config = {"flow": "hybrid-pipeline", "profile": profile, "overrides": overrides,
               "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,

@@ -8,6 +8,7 @@ map_matrix.png and report.md. Both are cached on the model's and the benchmark's
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from prefect import task
@@ -20,6 +21,16 @@ def _eval_key(ctx, p) -> str:
     return dict_hash({"model": tree_hash(p["model_dir"]), "bench": tree_hash(p["bench_dir"]),
                       "benchmark": p["benchmark"], "split": p.get("split", "all"),
                       "languages": p.get("languages"), "results": str(Path(p["results_dir"]).resolve())})
+
+
+_IMPORTS = threading.Lock()
+
+
+def _import_transformers() -> None:
+    """Import transformers' classes once under a lock: its lazy module is not thread-safe,
+    and mapped tasks start in parallel threads."""
+    with _IMPORTS:
+        from transformers import AutoModel, AutoTokenizer  # noqa: F401
 
 
 def _load(benchmark: str, bench_dir: str, split: str, languages):
@@ -35,6 +46,7 @@ def encode_benchmark_task(model_dir: str, benchmark: str, bench_dir: str, result
                           split: str = "all", languages: list[str] | None = None,
                           shards: int = 1) -> dict:
     """Embed the benchmark's questions and candidates in `shards` Ray tasks (cached)."""
+    _import_transformers()
     from hybrid.evaluation import encode_benchmark
 
     b = _load(benchmark, bench_dir, split, languages)
@@ -49,6 +61,7 @@ def evaluation_matrix(model_dir: str, benchmark: str, bench_dir: str, results_di
     """All settings' metrics and the report; returns {"benchmark", "out", "summary"}."""
     import json
 
+    _import_transformers()
     from hybrid.evaluation import evaluate
 
     key = _eval_key(None, {"model_dir": model_dir, "bench_dir": bench_dir,
