@@ -137,6 +137,7 @@ def _build(out: Path, fp: dict, progress: bool) -> None:
         tmp.mkdir()
         say(f"writing fp32 safetensors ({sum(v.numel() for v in sd.values()) / 1e6:.0f}M params)")
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "model.safetensors").chmod(0o644)
         cfg.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         write_st_files(tmp, dim=cfg.hidden_size, max_seq_length=512)

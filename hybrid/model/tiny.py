@@ -43,6 +43,7 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0) -> Path:
     with atomic_path(out) as tmp:
         tmp.mkdir()
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "model.safetensors").chmod(0o644)
         cfg.save_pretrained(tmp)
         me5_tokenizer().save_pretrained(tmp)
         write_st_files(tmp, dim=cfg.hidden_size)
