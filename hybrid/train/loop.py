@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -237,9 +238,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     st["segments"].append({"start_step": start, "workers": world, "device": device.type})
     counters = BatchCounter(st["counters"])
     if rank == 0:
-        print(f"hybrid train: {'resuming at' if ckpt else 'starting at'} step {start}/{cfg.run.steps}; "
+        _say(f"hybrid train: {'resuming at' if ckpt else 'starting at'} step {start}/{cfg.run.steps}; "
               f"{world} worker(s) on {device.type}, bf16={bf16}, frozen word embeddings={freeze}, "
-              f"{len(sampler)} steps/epoch, {len(val_batches)} validation batches/worker", flush=True)
+              f"{len(sampler)} steps/epoch, {len(val_batches)} validation batches/worker")
 
     def save_state(d: Path, step: int) -> None:
         state = dict(st, step=step, counters=counters.state(), trainable=snapshot(params),
@@ -280,6 +281,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
         bar.update(start)
     step = start
     done = st["stopped_early"] or step >= steps
+
+    def evaluate(step: int) -> float:
+        nonlocal best_weights
+        val = validation_loss(encoder, texts, val_batches, cfg, bf16, world)
+        st["val_history"].append({"step": step, "loss": round(val, 5)})
+        if not st["best"] or val < st["best"]["loss"]:
+            st["best"] = {"step": step, "loss": round(val, 5)}
+            best_weights = snapshot(params)
+            st["bad_evals"] = 0
+        else:
+            st["bad_evals"] += 1
+        st["stopped_early"] = st["bad_evals"] >= cfg.run.patience
+        if rank == 0:
+            _say(f"step {step}: validation loss {val:.4f} (best {st['best']['loss']:.4f} at step "
+                 f"{st['best']['step']})" + ("; stopping early" if st["stopped_early"] else ""))
+        return val
+
+    if val_batches and not st["val_history"]:
+        evaluate(0)  # the starting model is the first candidate for the best one
     while not done:
         gb = sampler.global_batch(step)
         torch.manual_seed(hash((cfg.run.seed, step, rank)) % 2**31)  # dropout: resumable
@@ -300,8 +320,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                "dataset": gb.dataset, "lr": sched.get_last_lr()[0], "pairs_per_s": round(len(gb.pairs) / dt, 2)}
         st["log"].append(rec)
         if rank == 0:
-            print(f"step {step}/{steps} loss {loss_value:.4f} {gb.type}{' ' + gb.language if gb.language else ''} "
-                  f"lr {rec['lr']:.2e} {rec['pairs_per_s']} pairs/s", flush=True)
+            _say(f"step {step}/{steps} loss {loss_value:.4f} {gb.type}{' ' + gb.language if gb.language else ''} "
+                 f"lr {rec['lr']:.2e} {rec['pairs_per_s']} pairs/s")
             if bar:
                 bar.set_description(f"train loss {loss_value:.3f}")
                 bar.update(1)
@@ -312,19 +332,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             continue
         metrics = {"step": step, "train_loss": loss_value}
         if val_batches:
-            val = validation_loss(encoder, texts, val_batches, cfg, bf16, world)
-            st["val_history"].append({"step": step, "loss": round(val, 5)})
-            if not st["best"] or val < st["best"]["loss"]:
-                st["best"] = {"step": step, "loss": round(val, 5)}
-                best_weights = snapshot(params)
-                st["bad_evals"] = 0
-            else:
-                st["bad_evals"] += 1
-            st["stopped_early"] = st["bad_evals"] >= cfg.run.patience
+            val = evaluate(step)
             metrics.update(val_loss=val, best_val_loss=st["best"]["loss"])
-            if rank == 0:
-                print(f"step {step}: validation loss {val:.4f} (best {st['best']['loss']:.4f} at step "
-                      f"{st['best']['step']})" + ("; stopping early" if st["stopped_early"] else ""), flush=True)
         done = st["stopped_early"] or step >= steps
         if not done:
             report(step, metrics)
@@ -332,6 +341,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
         bar.close()
     report(step, {"step": step, "final": True, "best_val_loss": st["best"].get("loss")}, final=True)
 
+
+def _say(line: str) -> None:
+    """One line to the worker's stdout (Ray forwards it to the driver). Not `print`: Ray
+    Train patches print into its logger and, with a wrapped stdout, tees it (twice shown)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _maybe_fail_once(step: int, rank: int, world: int) -> None:
