@@ -1,0 +1,153 @@
+"""The pipeline end to end through real services on 127.0.0.1: a Prefect server and a process
+worker, an MLflow tracking server and a Ray head (infra/stack.py), `prefect deploy --all`
+from prefect.yaml, and `prefect deployment run 'hybrid-pipeline/tiny'` with the tiny model on
+a three-language slice of XQuAD-R (and the MLQA-R sample)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.stack import Stack, free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = "hybrid-pipeline-tiny"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """The local stack with a worker and every deployment of prefect.yaml."""
+    from hybrid.model import make_tiny_model
+
+    base = tmp_path_factory.mktemp("pipeline")
+    saved = dict(os.environ)
+    os.environ["HYBRID_CACHE"] = str(base / "cache")  # the worker and its flow runs inherit it
+    stack = Stack(base / "state")
+    try:
+        stack.up({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()},
+                 log=lambda _: None)
+        stack.worker(log=lambda _: None)
+        env = {**os.environ, **stack.env()}
+        r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+        import mlflow
+
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        model = make_tiny_model(base / "tiny-model", seed=0)
+        yield {"stack": stack, "env": env, "model": str(model), "results": str(base / "runs")}
+    finally:
+        stack.down(log=lambda _: None)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_deployment(d: dict, name: str, **params) -> dict:
+    """`prefect deployment run NAME -p k=v ... --watch`; returns the flow run and task runs."""
+    args = [sys.executable, "-m", "prefect", "deployment", "run", name, "--watch",
+            "--watch-timeout", "420"]
+    for k, v in params.items():
+        args += ["-p", f"{k}={json.dumps(v)}"]
+    r = subprocess.run(args, cwd=ROOT, env=d["env"], capture_output=True, text=True, timeout=480)
+    out = r.stdout + r.stderr
+    run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read():
+        async with get_client() as client:
+            fr = await client.read_flow_run(run_id)
+            trs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
+            return fr, trs
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: d["env"]["PREFECT_API_URL"]}):
+        fr, trs = asyncio.run(read())
+    log = d["stack"].log_file("worker").read_text(errors="replace")[-6000:]
+    assert fr.state.is_completed(), f"{fr.state}\n{out[-3000:]}\n--- worker log ---\n{log}"
+    return {"flow_run": fr, "tasks": {t.name: t.state.name for t in trs}}
+
+
+@pytest.fixture(scope="module")
+def first(deployed):
+    return run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
+                          results_dir=deployed["results"])
+
+
+def _runs():
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    return mlflow.MlflowClient().search_runs([exp.experiment_id]) if exp else []
+
+
+def test_pipeline_run_completes_and_logs_everything(first, deployed):
+    from mlflow import MlflowClient
+
+    assert all(state == "Completed" for state in first["tasks"].values()), first["tasks"]
+    names = sorted(first["tasks"])
+    for step in ("prepare-xquad-r", "prepare-mlqa-r", "build_pairs_table", "train_model",
+                 "encode-xquad-r", "encode-mlqa-r", "matrix-xquad-r", "matrix-mlqa-r",
+                 "log_and_register"):
+        assert sum(n.startswith(step) for n in names) == 1, (step, names)
+
+    (run,) = _runs()
+    m = run.data.metrics
+    for key in ("xquad_r.mAP.mono", "xquad_r.mAP.cross", "xquad_r.mAP.multi",
+                "xquad_r.language_bias", "xquad_r.mAP.de-en", "xquad_r.mAP.en-multi",
+                "mlqa_r.mAP.multi"):
+        assert 0 <= m[key] <= (1 if "mAP" in key else 1e9), key
+    assert run.data.params["train.data.strategy"] == "hybrid"
+    assert run.data.params["train.run.workers"] == "2"
+    client = MlflowClient()
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "train_summary.json", "eval"} <= top
+    for bench in ("xquad-r", "mlqa-r"):
+        files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, f"eval/{bench}")}
+        assert {"report.md", "map_matrix.png", "metrics.json", "map_matrix.csv"} <= files
+
+    (version,) = client.search_model_versions("name='hybrid-retriever'")
+    assert version.run_id == run.info.run_id
+    import mlflow.models
+
+    info = mlflow.models.get_model_info("models:/hybrid-retriever/1")
+    assert "python_function" in info.flavors and info.signature.params.params[0].name == "kind"
+    assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
+
+    latest = json.loads((Path(deployed["results"]) / "latest.json").read_text())
+    assert Path(latest["reports"]["xquad-r"]).is_file()
+    assert latest["mlflow"]["run_id"] == run.info.run_id
+
+
+def test_identical_rerun_hits_every_cache_and_adds_no_version(first, deployed):
+    from mlflow import MlflowClient
+
+    second = run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
+                            results_dir=deployed["results"])
+    assert second["tasks"] and all(s == "Cached" for s in second["tasks"].values()), \
+        second["tasks"]
+    assert len(_runs()) == 1
+    assert len(MlflowClient().search_model_versions("name='hybrid-retriever'")) == 1
+
+
+def test_model_short_of_the_margin_is_challenger(first, deployed):
+    """Another strategy, with a margin no model can clear: registered, but not champion."""
+    from mlflow import MlflowClient
+
+    run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
+                   results_dir=deployed["results"], strategy="x-y", promotion_margin=1.0)
+    client = MlflowClient()
+    assert len(client.search_model_versions("name='hybrid-retriever'")) == 2
+    assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
+    assert client.get_model_version_by_alias("hybrid-retriever", "challenger").version == "2"
