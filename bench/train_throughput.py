@@ -6,7 +6,9 @@ frozen vs trained word embeddings.
 
 Each setting loads a fresh model and runs the trainer's own step (`hybrid.train.loop`:
 `batch_loss`, backward, clipping, AdamW) on the same hybrid batches of the XQuAD-R train
-split: one warm-up step, then `--steps` timed steps. Ray is not involved (its cost is per run,
+split: one warm-up step, then `--steps` timed steps; `--rounds` repeats the four settings in
+turn (the median step time counts), so load from other processes on a shared machine spreads
+over all settings. The 1-minute load average before and after is recorded. Ray is not involved (its cost is per run,
 not per step; `train_summary.json` reports the pairs/s of full runs). Without `--pairs` the
 table is built from the offline XQuAD-R data first.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -65,10 +68,7 @@ def measure(table, model_path: Path, cfg, bf16: bool, freeze: bool, steps: int) 
         opt.zero_grad(set_to_none=True)
         if step:  # step 0 warms up
             times.append(time.perf_counter() - t0)
-    b = cfg.data.batch_size
-    return {"bf16": bf16, "freeze_embeddings": freeze, "steps": steps,
-            "s_per_step": round(sum(times) / len(times), 3),
-            "pairs_per_s": round(b * len(times) / sum(times), 2),
+    return {"step_times_s": [round(t, 3) for t in times],
             "trainable_params": sum(p.numel() for p in params.values())}
 
 
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--model", default="me5-small")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "results" / "train_throughput.json"))
     args = ap.parse_args()
 
@@ -89,12 +90,26 @@ def main() -> None:
     model_path = resolve_model(args.model)
     cfg = load_profile("quick").override(**{"data.batch_size": args.batch_size, "data.pairs": "-",
                                             "run.steps": args.steps + 1})
+    load_before = os.getloadavg()[0]
+    times: dict[tuple, list[float]] = {k: [] for k in SETTINGS}
+    params = {}
+    for rnd in range(args.rounds):
+        for key in SETTINGS:
+            name, bf16, freeze = key
+            r = measure(table, model_path, cfg, bf16, freeze, args.steps)
+            times[key] += r["step_times_s"]
+            params[key] = r["trainable_params"]
+            print(f"round {rnd + 1}: {name:5s} frozen={freeze!s:5s} "
+                  f"{args.batch_size / statistics.median(r['step_times_s']):6.2f} pairs/s", flush=True)
     rows = []
-    for name, bf16, freeze in SETTINGS:
-        r = measure(table, model_path, cfg, bf16, freeze, args.steps)
-        print(f"{name:5s} frozen={freeze!s:5s} {r['pairs_per_s']:7.2f} pairs/s "
-              f"({r['s_per_step']} s/step)", flush=True)
-        rows.append({"setting": f"{name}{'+frozen' if freeze else ''}", **r})
+    for key in SETTINGS:
+        name, bf16, freeze = key
+        med = statistics.median(times[key])
+        rows.append({"setting": f"{name}{'+frozen' if freeze else ''}", "bf16": bf16,
+                     "freeze_embeddings": freeze, "steps_timed": len(times[key]),
+                     "median_s_per_step": round(med, 3),
+                     "pairs_per_s": round(args.batch_size / med, 2),
+                     "step_times_s": times[key], "trainable_params": params[key]})
     base = rows[0]["pairs_per_s"]
     for r in rows:
         r["speedup_vs_fp32"] = round(r["pairs_per_s"] / base, 2)
@@ -103,7 +118,9 @@ def main() -> None:
         "strategy": cfg.data.strategy, "machine": {"platform": platform.platform(),
                                                    "cpus": os.cpu_count(),
                                                    "torch_threads": torch.get_num_threads(),
-                                                   "torch": torch.__version__},
+                                                   "torch": torch.__version__,
+                                                   "load_avg_1min_before": round(load_before, 2),
+                                                   "load_avg_1min_after": round(os.getloadavg()[0], 2)},
         "results": rows})
     print(f"wrote {args.out}")
 
