@@ -31,9 +31,9 @@ def version() -> None:
 
 
 def _register() -> None:
-    from hybrid.cli import data, evaluate, model, train
+    from hybrid.cli import data, evaluate, model, mteb, train
 
-    for module in (data, model, train, evaluate):
+    for module in (data, model, train, evaluate, mteb):
         module.register(app)
 
 
