@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hybrid.errors import HybridError
+from hybrid.paths import check_data_path
 
 Kind = Literal["query", "passage"]
 KINDS = ("query", "passage")
@@ -222,7 +223,7 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
     `column`) or `.parquet` (string column `column`)."""
     import json
 
-    p = Path(path)
+    p = check_data_path(path, what="--input")
     if not p.is_file():
         raise HybridError(f"{p}: no such file")
     suffix = p.suffix.lower()

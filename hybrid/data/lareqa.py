@@ -38,7 +38,7 @@ from hybrid.data.squad import SquadFile, read_squad
 from hybrid.errors import HybridError
 from hybrid.io import write_json, write_parquet
 from hybrid.langs import MLQA_R_LANGS, XQUAD_R_LANGS, validate_lang
-from hybrid.paths import cache_dir, default_data_dir
+from hybrid.paths import cache_dir, check_data_path, default_data_dir
 
 QUESTION_COLUMNS = ["qid", "xling_id", "lang", "text", "article"]
 CANDIDATE_COLUMNS = ["cid", "lang", "sentence", "context", "context_id", "position", "article"]
@@ -129,7 +129,7 @@ def resolve_files(spec: BenchmarkSpec, source: str | Path | None, languages: lis
         return out
     if "://" in src:
         raise HybridError(f"--source: unsupported URL scheme in {src!r} (use a directory or http(s)://)")
-    folder = Path(src)
+    folder = check_data_path(src, what="--source")
     if not folder.is_dir():
         raise HybridError(f"--source: {folder} is not a directory")
     out = {}
@@ -326,7 +326,7 @@ def write_benchmark(b: Benchmark, out_dir: str | Path) -> Path:
 
 def load_benchmark(path: str | Path) -> Benchmark:
     """Load what `write_benchmark` wrote."""
-    d = Path(path)
+    d = check_data_path(path, what="--source")
     need = ["meta.json", "questions.parquet", "candidates.parquet", "qrels.parquet"]
     missing = [n for n in need if not (d / n).is_file()]
     if missing:

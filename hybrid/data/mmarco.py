@@ -26,6 +26,7 @@ import pandas as pd
 
 from hybrid.data.pairs import PAIRS_COLUMNS, validate_pairs
 from hybrid.errors import HybridError
+from hybrid.paths import check_data_path
 
 MMARCO_LANGS = {
     "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french",
@@ -40,7 +41,7 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 def _root(location: str) -> tuple[str, bool]:
     if Path(location).is_dir():
-        return str(Path(location)), True
+        return str(check_data_path(location, what="--source mmarco:")), True
     if _HUB_ID.match(location):
         return f"hf://datasets/{location}", False
     raise HybridError(f"mmarco: {location!r} is neither a directory nor a Hub dataset id (owner/name)")

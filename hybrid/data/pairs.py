@@ -25,6 +25,7 @@ import pyarrow as pa
 from hybrid.errors import HybridError
 from hybrid.io import write_json, write_parquet
 from hybrid.langs import validate_lang
+from hybrid.paths import check_data_path, validate_name
 
 PAIRS_COLUMNS = ["dataset", "xling_id", "lang", "question", "positive", "context", "hard_negatives"]
 REQUIRED_COLUMNS = ["xling_id", "lang", "question", "positive"]
@@ -80,6 +81,8 @@ def validate_pairs(df: pd.DataFrame, where: str) -> pd.DataFrame:
             raise HybridError(f"{where}: row {i}: hard_negatives must be a list of strings, got {hn!r}")
         for col, val in zip(PAIRS_COLUMNS, (*rec[:5], ctx if isinstance(ctx, str) else None, hn), strict=True):
             rows[col].append(val)
+    for ds in sorted(set(rows["dataset"])):
+        validate_name(ds, where=f"{where}: dataset")
     out = pd.DataFrame(rows, columns=PAIRS_COLUMNS)
     out["context"] = pd.Series(rows["context"], dtype=object)  # keep None (not NaN) for missing
     return check_unique(out, where)
@@ -118,7 +121,7 @@ def load_pairs(path: str | Path) -> pd.DataFrame:
 
     `hard_negatives` comes back as Python lists, `context` as str or None.
     """
-    p = Path(path)
+    p = check_data_path(path, what="--pairs")
     f = p / "pairs.parquet" if p.is_dir() else p
     if not f.is_file():
         raise HybridError(f"{f}: no pairs table; run `hybrid data pairs`")

@@ -31,6 +31,7 @@ from hybrid.data.split import article_split
 from hybrid.data.squad import read_squad
 from hybrid.errors import HybridError
 from hybrid.langs import validate_lang
+from hybrid.paths import check_data_path, validate_name
 
 KINDS = ("xquad-r", "table", "squad", "mmarco")
 OPTIONS = {
@@ -84,6 +85,8 @@ def parse_source(text: str) -> SourceSpec:
         except ValueError:
             raise HybridError(f"--source {text!r}: bad options {query!r} (want key=value&...)") from None
         rest, options = loc, dict(pairs)
+        if "dataset" in options:
+            validate_name(options["dataset"], where=f"--source {text!r}: dataset")
         unknown = set(options) - OPTIONS[kind]
         if unknown:
             raise HybridError(f"--source {text!r}: unknown option(s) {', '.join(sorted(unknown))} "
@@ -93,6 +96,7 @@ def parse_source(text: str) -> SourceSpec:
         name, eq, rest = rest.partition("=")
         if not eq or not name or not rest:
             raise HybridError(f"--source {text!r}: expected squad:NAME=DIR")
+        validate_name(name, where=f"--source {text!r}: dataset")
     if kind in ("table", "mmarco") and not rest:
         raise HybridError(f"--source {text!r}: missing location")
     return SourceSpec(kind, rest, name, options, text)
@@ -162,7 +166,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 
 def table_source(spec: SourceSpec):
-    path = Path(spec.location)
+    path = check_data_path(spec.location, what=f"--source {spec.text}:")
     if not path.is_file():
         raise HybridError(f"{path}: no such file")
     from hybrid.data.download import sha256_file
@@ -186,7 +190,7 @@ def table_source(spec: SourceSpec):
 
 
 def squad_source(spec: SourceSpec):
-    folder = Path(spec.location)
+    folder = check_data_path(spec.location, what=f"--source {spec.text}:")
     if not folder.is_dir():
         raise HybridError(f"{folder}: not a directory of {{lang}}.json files")
     paths = sorted(folder.glob("*.json"))
