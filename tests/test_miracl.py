@@ -1,0 +1,114 @@
+"""MIRACL through `datasets` on a local fixture in the Hub layout, streamed corpus chunks,
+'hybrid evaluate --benchmark miracl|trec' end to end, and its run checked with ir_measures."""
+
+import json
+from pathlib import Path
+
+import ir_measures
+import numpy as np
+import pandas as pd
+import pytest
+from ir_measures import AP, RR, R, nDCG
+
+from hybrid.cli import main
+from hybrid.data.miracl import read_miracl
+from hybrid.errors import HybridError
+from hybrid.evaluation.ir import retrieve
+from hybrid.evaluation.trec import read_qrels
+from hybrid.model import make_tiny_model
+
+FIXTURE = Path(__file__).parent / "fixtures" / "miracl"
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def test_reader_streams_the_corpus_in_chunks():
+    de, sw = read_miracl(FIXTURE, ["de", "sw"])
+    assert (de.name, sw.name) == ("de", "sw")
+    assert len(de.queries) == 8 and de.qrels["relevance"].isin([0, 1]).all()
+    chunks = list(de.corpus_chunks(7))
+    assert [len(c) for c in chunks] == [7] * 5 + [5]  # 40 passages across two .jsonl.gz files
+    docs = pd.concat(chunks)
+    assert docs["docid"].is_unique and docs["docid"].iloc[0] == "0#0"
+    first = docs["text"].iloc[0]
+    assert first.split(" ", 1)[1].startswith(first.split(" ", 1)[0])  # "title text"
+    with pytest.raises(HybridError, match="not a MIRACL language"):
+        read_miracl(FIXTURE, ["el"])
+    with pytest.raises(HybridError, match="missing"):
+        read_miracl(FIXTURE, ["ar"])
+
+
+def test_chunking_does_not_change_the_run(ray_session, tiny):
+    (de,) = read_miracl(FIXTURE, ["de"])
+    kw = {"depth": 12, "progress": False}
+    a, st = retrieve(tiny, de, chunk_size=15, **kw)
+    b, _ = retrieve(tiny, de, **kw)  # one chunk; its embeddings are cached for the next tests
+    c, _ = retrieve(tiny, de, index="hnsw", **kw)
+    assert st == {**st, "documents": 40, "chunks": 3}
+    assert len(a) == 8 * 12 and a.equals(b) and a.equals(c)
+    assert (a.groupby("qid")["score"].diff().dropna() <= 0).all()
+
+
+def test_miracl_cli_end_to_end_matches_ir_measures(ray_session, tiny, tmp_path):
+    out = tmp_path / "m"
+    assert main(["evaluate", "--model", str(tiny), "--benchmark", "miracl", "--source",
+                 str(FIXTURE), "--languages", "de,sw", "--out", str(out), "--trec"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["languages"] == ["de", "sw"] and set(m["summary"]) == {"mono"}
+    assert m["counts"] == {"de": {"queries": 6, "skipped": 2}, "sw": {"queries": 6, "skipped": 2}}
+    assert m["meta"]["collections"]["de"]["documents"] == 40
+    assert m["summary"]["mono"]["ndcg@10"] == pytest.approx(
+        np.mean([m["settings"][x]["ndcg@10"] for x in ("de", "sw")]))
+    qrels = read_qrels(out / "qrels.trec")
+    assert len(qrels) == 2 * 16 and qrels["qid"].str.startswith(("de/", "sw/")).all()
+    judged = set(qrels.loc[qrels["relevance"] > 0, "qid"])
+    q = [x for x in ir_measures.read_trec_qrels(str(out / "qrels.trec")) if x.query_id in judged]
+    r = list(ir_measures.read_trec_run(str(out / "run.trec")))
+    names = {"ndcg@10": nDCG @ 10, "mrr@10": RR @ 10, "r@100": R @ 100, "map": AP}
+    for lang in ("de", "sw"):
+        per = {k: [] for k in names}
+        for x in ir_measures.iter_calc(list(names.values()), q, r):
+            if x.query_id.startswith(lang + "/"):
+                per[next(k for k, v in names.items() if v == x.measure)].append(x.value)
+        for k, vals in per.items():
+            assert len(vals) == 6
+            assert m["settings"][lang][k] == pytest.approx(np.mean(vals), abs=1e-9), (lang, k)
+    assert pd.read_parquet(out / "retrieved.parquet").groupby("qid").size().eq(40).all()
+    assert "| de |" in (out / "report.md").read_text()
+
+    # The same German data as a TREC-style directory gives the same figures.
+    trec_dir = tmp_path / "collection"
+    trec_dir.mkdir()
+    (de,) = read_miracl(FIXTURE, ["de"])
+    (trec_dir / "queries.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in de.queries.values))
+    lines = [json.dumps({"_id": d, "text": t}) for c in de.corpus_chunks(100)
+             for d, t in c[["docid", "text"]].values]
+    (trec_dir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    (trec_dir / "qrels.txt").write_text("".join(f"{a} 0 {b} {c}\n" for a, b, c in de.qrels.values))
+    out2 = tmp_path / "t"
+    assert main(["evaluate", "--model", str(tiny), "--benchmark", "trec", "--source",
+                 str(trec_dir), "--out", str(out2)]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["settings"]["collection"] == m["settings"]["de"] and set(m2["summary"]) == {"all"}
+
+
+def test_bad_sources_fail_in_one_line(tiny, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["evaluate", "--model", str(tiny), "--benchmark", "trec", "--out", str(out)]) == 2
+    assert main(["evaluate", "--model", str(tiny), "--benchmark", "miracl", "--source",
+                 str(tmp_path / "nope"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: --source: trec needs") and "not a directory" in err[1]
+    assert not out.exists()
