@@ -2,6 +2,7 @@
 reference, and 'hybrid evaluate --benchmark tatoeba|bitext' end to end with the tiny model."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,24 @@ def test_tatoeba_cli_default_source_and_both_directions(ray_session, tiny, small
     assert main(["evaluate", "--model", str(tiny), "--benchmark", "tatoeba", "--languages",
                  "en", "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_a_known_baseline_is_evaluated_with_its_settings(ray_session, tiny, tmp_path):
+    """A plain HF directory in the HF cache layout of LaBSE is evaluated with CLS pooling
+    and no prefixes (hybrid.model.baselines), through the benchmark entry point."""
+    import shutil
+
+    from hybrid.evaluation.benchmarks import run_benchmark
+
+    hf = tmp_path / "hf" / "models--sentence-transformers--LaBSE" / "snapshots" / "0123abc"
+    hf.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny / name, hf / name)
+    lines = [f"line {i} says {w}" for i, w in enumerate(["yes", "no", "maybe"] * 8)]
+    for lang in ("de", "en"):
+        (tmp_path / f"{lang}.txt").write_text("\n".join(lines) + "\n")
+    m = run_benchmark("bitext", str(hf), tmp_path / "out", source=tmp_path, progress=False)
+    assert m["settings"]["de-en"]["accuracy@1"] == 1.0
+    model_dir = m["meta"]["model_dir"]
+    assert "baselines" in model_dir
+    assert json.loads((Path(model_dir) / "hybrid_encoder.json").read_text())["pooling"] == "cls"

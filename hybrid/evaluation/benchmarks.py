@@ -3,7 +3,8 @@
 `run_benchmark(name, model, out, ...)` dispatches to the benchmark's evaluation and, with
 `trec=True`, also writes the ranking as `run.trec` and its judgements as `qrels.trec`
 (`hybrid.evaluation.trec`). A pipeline task calls this one function with a name from
-`BENCHMARK_NAMES` and gets the metrics.json dict back.
+`BENCHMARK_NAMES` and gets the metrics.json dict back. A model spec naming a known
+baseline (`hybrid.model.baselines`) is evaluated with that model's pooling and prefixes.
 
 | name | data | evaluation |
 | --- | --- | --- |
@@ -21,6 +22,7 @@ from pathlib import Path
 from hybrid.errors import HybridError
 from hybrid.evaluation.trec import write_trec
 from hybrid.io import write_json
+from hybrid.model.baselines import with_baseline_settings
 
 LAREQA = ("xquad-r", "mlqa-r")
 BENCHMARK_NAMES = (*LAREQA, "tatoeba", "bitext", "miracl", "trec")
@@ -38,6 +40,7 @@ def run_benchmark(name: str, model, out, *, source=None, languages=None,
           "progress": progress}
     if name not in BENCHMARK_NAMES:
         raise HybridError(f"--benchmark: unknown benchmark {name!r} (choose {', '.join(BENCHMARK_NAMES)})")
+    model = with_baseline_settings(model)  # known HF baselines: their pooling and prefixes
     if name in LAREQA:
         from hybrid.evaluation.evaluate import evaluate, load_eval_benchmark
 

@@ -53,8 +53,9 @@ class MtebEncoder:
         from hybrid.encoder import BiEncoder
         from hybrid.evaluation.encode import model_fingerprint
         from hybrid.model import resolve_model
+        from hybrid.model.baselines import with_baseline_settings
 
-        self.model_dir = resolve_model(model_name)
+        self.model_dir = resolve_model(with_baseline_settings(model_name))
         self.encoder = BiEncoder.from_pretrained(self.model_dir)
         if device is not None:
             self.encoder.to(device)
