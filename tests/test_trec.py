@@ -103,3 +103,14 @@ def test_trec_dir_reader(tmp_path):
     (tmp_path / "queries.tsv").write_text("1 no tab\n")
     with pytest.raises(HybridError, match="queries.tsv:1: expected"):
         read_trec_dir(tmp_path)
+
+
+def test_sources_respect_the_data_roots(tmp_path, monkeypatch):
+    from hybrid.data.bitext import read_aligned
+    from hybrid.data.miracl import read_miracl
+
+    (tmp_path / "allowed").mkdir()
+    monkeypatch.setenv("HYBRID_DATA_ROOTS", str(tmp_path / "allowed"))
+    for read in (read_trec_dir, read_aligned, read_miracl):
+        with pytest.raises(HybridError, match="outside the allowed data roots"):
+            read(tmp_path)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hybrid.errors import HybridError
 from hybrid.langs import XQUAD_R_LANGS, validate_lang
+from hybrid.paths import check_data_path
 
 #: ISO 639-1 -> the ISO 639-3 code of the Tatoeba file names (the XQuAD-R languages, MTOP's
 #: and common others).
@@ -104,7 +105,7 @@ def read_tatoeba(source=None, languages=None, directions: str = "xx-en") -> Bite
         if base is None or not (base / "tatoeba").is_dir():
             raise HybridError("tatoeba: no offline copy (set HYBRID_DATA or pass --source DIR)")
         source = base / "tatoeba"
-    d = Path(source)
+    d = check_data_path(source, what="--source")
     if not d.is_dir():
         raise HybridError(f"--source: {d} is not a directory")
     langs = _langs(languages, TATOEBA_DEFAULT)
@@ -135,7 +136,7 @@ def read_aligned(source, languages=None) -> Bitext:
     """Every ordered pair of the `{lang}.txt` files in `source` (or of `languages`)."""
     if source is None:
         raise HybridError("--source: bitext needs a directory of {lang}.txt files")
-    d = Path(source)
+    d = check_data_path(source, what="--source")
     if not d.is_dir():
         raise HybridError(f"--source: {d} is not a directory")
     found = sorted(p.stem for p in d.glob("*.txt"))

@@ -26,6 +26,7 @@ import pandas as pd
 from hybrid.data.trec import Collection, chunked, doc_text
 from hybrid.errors import HybridError
 from hybrid.langs import validate_lang
+from hybrid.paths import check_data_path
 
 MIRACL_LANGS = ("ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru",
                 "sw", "te", "th", "yo", "zh")
@@ -40,7 +41,7 @@ CORPUS = "miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz"
 def _roots(source) -> tuple[str, str, bool]:
     if source is None or str(source) == "hub":
         return HUB[0], HUB[1], False
-    d = Path(source)
+    d = check_data_path(source, what="--source")
     if not d.is_dir():
         raise HybridError(f"--source: {d} is not a directory (or pass 'hub')")
     return str(d), str(d), True

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybrid.errors import HybridError
+from hybrid.paths import check_data_path
 
 CorpusChunks = Callable[[int], Iterator[pd.DataFrame]]
 
@@ -101,7 +102,7 @@ def read_trec_dir(source) -> Collection:
     """The collection in `source` (layout in the module docstring)."""
     from hybrid.evaluation.trec import read_qrels
 
-    d = Path(source)
+    d = check_data_path(source, what="--source")
     if not d.is_dir():
         raise HybridError(f"--source: {d} is not a directory")
     corpus = d / "corpus.jsonl"

@@ -29,6 +29,7 @@ import numpy as np
 
 from hybrid.errors import HybridError
 from hybrid.evaluation.results import check_out, fmt, write_result
+from hybrid.paths import check_data_path
 
 
 def _mteb():
@@ -108,6 +109,7 @@ def parse_tasks(spec: str) -> list:
             out.append(item)
             continue
         path, cls = item.rsplit(":", 1)
+        check_data_path(path, what="--tasks")
         if not Path(path).is_file():
             raise HybridError(f"--tasks: {path}: no such file")
         mod_spec = importlib.util.spec_from_file_location(f"hybrid_mteb_{Path(path).stem}", path)
