@@ -61,8 +61,10 @@ def retrieve(model, collection, *, depth: int = 100, chunk_size: int = 100_000,
         t_enc += time.perf_counter() - t
         t = time.perf_counter()
         _, idx = DenseIndex(index).add(emb).search_arrays(qemb.vectors, depth)
-        c = emb.vectors.astype(np.float64)[np.maximum(idx, 0)]  # [nq, k, d]
-        s = np.einsum("qd,qkd->qk", q64, c).astype(np.float32)
+        s = np.empty(idx.shape, dtype=np.float32)
+        for a in range(0, len(idx), 256):  # bounded memory: [256, k, d] float64 at a time
+            c = emb.vectors[np.maximum(idx[a:a + 256], 0)].astype(np.float64)
+            s[a:a + 256] = np.einsum("qd,qkd->qk", q64[a:a + 256], c).astype(np.float32)
         s[idx < 0] = -np.inf
         best_s = np.concatenate([best_s, s], axis=1)
         best_d = np.concatenate([best_d, emb.ids.astype(object)[np.maximum(idx, 0)]], axis=1)
