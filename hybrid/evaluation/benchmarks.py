@@ -26,6 +26,10 @@ from hybrid.model.baselines import with_baseline_settings
 
 LAREQA = ("xquad-r", "mlqa-r")
 BENCHMARK_NAMES = (*LAREQA, "tatoeba", "bitext", "miracl", "trec")
+#: Each benchmark's headline metric (in its `settings` and `summary` groups); "mteb" is
+#: `hybrid mteb` / `run_mteb`.
+HEADLINE = {"xquad-r": "map", "mlqa-r": "map", "tatoeba": "accuracy@1", "bitext": "accuracy@1",
+            "miracl": "ndcg@10", "trec": "ndcg@10", "mteb": "main_score"}
 
 
 def run_benchmark(name: str, model, out, *, source=None, languages=None,
