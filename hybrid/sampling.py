@@ -13,6 +13,7 @@ Strategies (`STRATEGIES`):
 | `hybrid`   | mono with probability alpha, else cross (alpha in [0, 1], default 0.5) |
 | `en-en`    | mono       | X = "en" always (LAReQA baseline) |
 | `x-x`      | same       | q_lang == p_lang per pair, languages mixed within a batch (LAReQA baseline) |
+| `multitask`| mixed      | q_lang, p_lang drawn independently per pair among the id's languages (equal or not); datasets taken round-robin (multitask baseline) |
 
 Invariants (each one is tested):
 - no xling_id appears twice in a global batch (its parallel answers would be false negatives);
@@ -20,7 +21,14 @@ Invariants (each one is tested):
   languages drawn uniformly from the languages in which that xling_id exists (so partially
   parallel data such as MLQA-R works); X of a mono batch is uniform over the dataset's
   languages with at least `batch_size` ids (others are listed in `excluded_languages`);
-- each batch's dataset is drawn with probability proportional to its number of usable ids;
+- each batch's dataset is drawn with probability proportional to its number of usable ids,
+  except for `multitask`, where global step s takes dataset `datasets[s % len(datasets)]`
+  (sorted names, round-robin over all epochs);
+- a `multitask` ("mixed") batch has no mono/cross structure: each pair's q_lang and p_lang
+  are drawn independently and uniformly among the languages in which its xling_id exists,
+  so same-language and cross-language pairs share a batch (P(q_lang == p_lang) = 1/k for an
+  id in k languages); every id of a dataset is usable, and a dataset with fewer than
+  `batch_size` ids is an error;
 - `len(sampler)` (steps per epoch) depends only on the table and the global batch size, so
   it is exact and identical on every rank;
 - the stream is a pure function of (table, strategy, alpha, batch_size, seed, epoch).
@@ -43,8 +51,8 @@ import numpy as np
 from hybrid.errors import HybridError
 from hybrid.langs import validate_lang
 
-STRATEGIES = ("hybrid", "x-x-mono", "x-y", "x-x", "en-en")
-BATCH_TYPES = ("mono", "cross", "same")
+STRATEGIES = ("hybrid", "x-x-mono", "x-y", "x-x", "en-en", "multitask")
+BATCH_TYPES = ("mono", "cross", "same", "mixed")
 
 
 @dataclass(frozen=True)
@@ -180,14 +188,14 @@ class HybridBatchSampler:
                     usable.update(ids)
                 self.languages[ds] = sorted(ok)
                 self.excluded_languages[ds] = sorted(set(by_lang) - set(ok))
-            if self.mono_p < 1 and self.strategy != "x-x":
+            if self.mono_p < 1 and self.strategy not in ("x-x", "multitask"):
                 multi = [i for i, lgs in langs_of.items() if len(lgs) >= 2]
                 if len(multi) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids available in two or more "
                                       f"languages of dataset {ds!r} ({len(multi)}) for cross batches")
                 self.pools[(ds, "*cross")] = np.array(multi, dtype=object)
                 usable.update(multi)
-            if self.strategy == "x-x":
+            if self.strategy in ("x-x", "multitask"):
                 if len(langs_of) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids in dataset {ds!r} ({len(langs_of)})")
                 self.pools[(ds, "*all")] = np.array(sorted(langs_of), dtype=object)
@@ -247,7 +255,15 @@ class HybridBatchSampler:
             rng = np.random.default_rng([self.seed, epoch, i])
             ds = self.datasets[int(rng.choice(len(self.datasets), p=self.probs))]
             mono = bool(rng.random() < self.mono_p)
-            if self.strategy == "x-x":
+            if self.strategy == "multitask":
+                ds = self.datasets[(epoch * len(self) + i) % len(self.datasets)]
+                ids = cyclers[(ds, "*all")].take(B)
+                pairs = []
+                for x in ids:
+                    lgs = self.id_langs[ds][x]
+                    pairs.append(Pair(x, lgs[int(rng.integers(len(lgs)))], lgs[int(rng.integers(len(lgs)))]))
+                plan.append(Batch(epoch * len(self) + i, "mixed", ds, tuple(pairs)))
+            elif self.strategy == "x-x":
                 ids = cyclers[(ds, "*all")].take(B)
                 langs = [self.id_langs[ds][x][int(rng.integers(len(self.id_langs[ds][x])))] for x in ids]
                 pairs = tuple(Pair(x, lg, lg) for x, lg in zip(ids, langs, strict=True))

@@ -50,7 +50,7 @@ def _feasible(table: pd.DataFrame, strategy: str, alpha: float, bs: int) -> bool
             return False
         if cross and (g.groupby("xling_id")["lang"].nunique() >= 2).sum() < bs:
             return False
-        if strategy == "x-x" and g["xling_id"].nunique() < bs:
+        if strategy in ("x-x", "multitask") and g["xling_id"].nunique() < bs:
             return False
     return any_en or strategy != "en-en"
 
@@ -89,10 +89,12 @@ def test_sampler_invariants(table, strategy, bs, alpha, seed, world):
                 assert ids_per_lang[(batch.dataset, batch.language)] >= bs
             elif batch.type == "cross":
                 assert all(p.q_lang != p.p_lang for p in batch.pairs)
+            elif batch.type == "mixed":  # multitask: no structure (tests/test_sampling_multitask.py)
+                assert strategy == "multitask"
             else:
                 assert batch.type == "same" and all(p.q_lang == p.p_lang for p in batch.pairs)
             expect = {"x-x-mono": {"mono"}, "en-en": {"mono"}, "x-y": {"cross"}, "x-x": {"same"},
-                      "hybrid": {"mono", "cross"}}[strategy]
+                      "hybrid": {"mono", "cross"}, "multitask": {"mixed"}}[strategy]
             assert batch.type in expect
             if strategy == "en-en":
                 assert batch.language == "en"
