@@ -27,6 +27,9 @@ from infra.stack import Stack, StackError, default_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NOISE = re.compile(r"gcs_client|FutureWarning|UserWarning|warnings.warn|color_warning|"
+                   r"PlacementGroupCleaner|PreemptionWatcher|^\s+\^")
 
 
 def say(msg: str) -> None:
@@ -67,8 +70,8 @@ class LogFollower:
             chunk = f.read()
         self.pos += len(chunk)
         for line in chunk.decode("utf-8", "replace").splitlines():
-            line = line.split("\r")[-1].rstrip()
-            if line.strip() and not re.search(r"gcs_client|FutureWarning|warnings.warn", line):
+            line = ANSI.sub("", line.split("\r")[-1]).rstrip()
+            if line.strip() and not NOISE.search(line):
                 print("  | " + line[:200], flush=True)
 
 
