@@ -1,0 +1,65 @@
+"""Shared helpers of the benchmarks: the XQuAD-R pairs table, machine facts, and running one
+measurement in a fresh subprocess (so its peak RSS is its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+RESULTS = ROOT / "results"
+
+
+def pairs_dir(arg: str | None = None) -> Path:
+    """The XQuAD-R train-split pairs table: `arg` if given, else built once into the cache."""
+    if arg:
+        return Path(arg)
+    from hybrid.cli import main
+    from hybrid.paths import cache_dir, default_data_dir
+
+    out = cache_dir() / "bench" / "pairs-xquad-r"
+    if not (out / "pairs.parquet").is_file():
+        src = default_data_dir() / "lareqa" / "xquad-r"
+        if main(["data", "pairs", "--source", f"xquad-r:{src}", "--out", str(out)]) != 0:
+            sys.exit("could not build the pairs table")
+    return out
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+            "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_worker(module: str, spec: dict) -> dict:
+    """Run `python -m module --worker SPEC.json OUT.json` in a fresh process; its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        proc = subprocess.run([sys.executable, "-m", module, "--worker", str(spec_path), str(out_path)],
+                              cwd=REPO, env=env)
+        if proc.returncode != 0 or not out_path.is_file():
+            sys.exit(f"{module} worker failed ({spec})")
+        return json.loads(out_path.read_text(encoding="utf-8"))
+
+
+def write_worker_result(path: str, result: dict) -> None:
+    result["peak_rss_mib"] = peak_rss_mib()
+    Path(path).write_text(json.dumps(result), encoding="utf-8")
