@@ -1,0 +1,199 @@
+"""`hybrid-compare`: the paper's experiment. The same data, seed, model and step budget, trained
+with each batch strategy (default x-x-mono, x-y and hybrid alpha 0.5; optionally an alpha
+grid, several seeds, several models), plus the untrained model as a zero-shot row; each
+evaluated on XQuAD-R (held-out articles) and on MLQA-R when its data is available; one MLflow
+parent run with a nested child run per evaluated model; a comparison report with a computed
+verdict on the paper's claims (`hybrid.evaluation.compare_report`).
+
+Training, encoding and the matrix are the pipeline's cached tasks with the pipeline's keys:
+with the same `results_dir` (default `runs/pipeline`, the pipeline's) a training whose config
+equals a pipeline run's is a cache hit, and an identical comparison re-run trains nothing.
+Trainings fan out with `.map` in waves of `parallel` runs (default 1: a 2-core machine runs
+one training at a time; on a Ray cluster raise it), and each wave's models are evaluated
+(encoding `.map` over models x benchmarks) before the next wave starts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+
+from flows.common import cpus_for, default_benchmarks, default_sources, ensure_ray
+from hybrid.evaluation.compare_report import ZERO_SHOT, strategy_label
+from hybrid.io import write_json
+from tasks.compare import (
+    compare_report_task,
+    finish_parent_run,
+    log_child_run,
+    resolve_model_task,
+    start_parent_run,
+)
+from tasks.data import build_pairs_table, download_benchmark, is_remote, prepare_benchmark
+from tasks.evaluate import encode_benchmark_task, evaluation_matrix
+from tasks.hashing import dict_hash
+from tasks.train import train_model
+
+DEFAULT_STRATEGIES = ("x-x-mono", "x-y", "hybrid")
+
+
+def run_specs(models: list[str], strategies: list[str], alpha: float, alphas: list[float],
+              seeds: list[int], zero_shot: bool) -> list[dict]:
+    """One dict per model to evaluate: zero-shot rows first, then strategy x alpha x seed."""
+    specs = []
+    for m in models:
+        if zero_shot:
+            specs.append({"model": m, "strategy": ZERO_SHOT, "label": ZERO_SHOT, "alpha": None,
+                          "seed": None})
+        for s in strategies:
+            for a in (sorted({float(alpha), *map(float, alphas)}) if s == "hybrid" else [None]):
+                for seed in seeds:
+                    specs.append({"model": m, "strategy": s, "label": strategy_label(s, a),
+                                  "alpha": a, "seed": int(seed)})
+    return specs
+
+
+def train_overrides(spec: dict, workers: int, cpus: int, steps: int | None) -> dict:
+    """The training overrides of one run: the pipeline's keys (so an equal config is the same
+    cache entry), alpha only for hybrid (others keep the profile's), the run's seed."""
+    o = {"model.model": spec["model"], "data.strategy": spec["strategy"], "run.workers": workers,
+         "run.cpus_per_worker": cpus, "run.seed": spec["seed"], "data.alpha": spec["alpha"],
+         "run.steps": steps}
+    return {k: v for k, v in o.items() if v is not None}
+
+
+def _machine() -> str:
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (info.read_text().splitlines() if info.exists() else []) if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.machine()}"
+
+
+@flow(name="hybrid-compare", log_prints=True)
+def compare(
+    profile: str = "quick",
+    model: str = "me5-small",
+    models: list[str] | None = None,
+    strategies: list[str] | None = None,
+    alpha: float = 0.5,
+    alphas: list[float] | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+    workers: int = 1,
+    cpus_per_worker: int | None = None,
+    parallel: int = 1,
+    zero_shot: bool = True,
+    sources: list[str] | None = None,
+    benchmarks: dict[str, str] | None = None,
+    eval_splits: dict[str, str] | None = None,
+    languages: list[str] | None = None,
+    tolerance: float = 0.01,
+    results_dir: str = "runs/pipeline",
+    experiment: str = "hybrid-compare",
+) -> dict:
+    """Compare batch strategies; returns the report paths, the verdict and the MLflow runs.
+
+    profile/steps/workers/cpus_per_worker/sources: as in `hybrid-pipeline` (every training
+    gets the same). models: a model-scale sweep (default [model]). strategies: default
+    x-x-mono, x-y, hybrid (any of hybrid.sampling.STRATEGIES, e.g. multitask). alpha: the
+    hybrid alpha; alphas: more hybrid alphas (a grid). seeds: default [0]; several seeds give
+    mean ± sd. zero_shot: also evaluate each untrained model. benchmarks: default XQuAD-R and
+    MLQA-R where the data is available locally; eval_splits: default XQuAD-R held-out.
+    tolerance: the verdict's "close to the best baseline" margin in mAP (0.01 = 1 point).
+    parallel: trainings per wave.
+    """
+    log = get_run_logger()
+    t0 = time.time()
+    models = list(models or [model])
+    strategies = list(strategies or DEFAULT_STRATEGIES)
+    seeds = [int(s) for s in (seeds if seeds is not None else [0])]
+    sources = sources or default_sources()
+    benchmarks = benchmarks or {n: s for n, s in default_benchmarks().items()
+                                if n == "xquad-r" or s != "upstream"}
+    eval_splits = {"xquad-r": "heldout", **(eval_splits or {})}
+    results = str(Path(results_dir).resolve())
+    ensure_ray()
+    cpus = cpus_per_worker or cpus_for(workers)
+
+    names = list(benchmarks)
+    prepared = {}
+    for n in names:
+        wait = [download_benchmark.submit(n, benchmarks[n])] if is_remote(benchmarks[n]) else None
+        prepared[n] = prepare_benchmark.submit(n, benchmarks[n], results, wait_for=wait)
+    pairs = build_pairs_table(sources, results)
+    dirs = [prepared[n].result() for n in names]
+    splits = [eval_splits.get(n, "all") for n in names]
+
+    specs = run_specs(models, strategies, alpha, alphas or [], seeds, zero_shot)
+    config = {"flow": "hybrid-compare", "profile": profile, "models": models,
+              "strategies": strategies, "alpha": alpha, "alphas": alphas or [], "seeds": seeds,
+              "steps": steps, "workers": workers, "cpus_per_worker": cpus, "zero_shot": zero_shot,
+              "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,
+              "languages": languages, "tolerance": tolerance, "results": results,
+              "run_name": f"compare {profile} {'+'.join(Path(m).name for m in models)}"}
+    parent = start_parent_run(experiment, config)
+
+    def evaluate(model_dirs: list[str]) -> list[dict]:
+        """{benchmark: eval dir} per model: encode (.map over models x benchmarks), then matrix."""
+        jobs = [(md, i) for md in model_dirs for i in range(len(names))]
+        args = ([md for md, _ in jobs], [names[i] for _, i in jobs], [dirs[i] for _, i in jobs],
+                unmapped(results), [splits[i] for _, i in jobs], unmapped(languages))
+        encoded = encode_benchmark_task.map(*args, unmapped(max(1, workers)))
+        outs = [f.result() for f in evaluation_matrix.map(*args, wait_for=[encoded])]
+        return [{e["benchmark"]: e["out"] for e in outs[k * len(names):(k + 1) * len(names)]}
+                for k in range(len(model_dirs))]
+
+    rows, children = [], []
+    zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
+    if zero:
+        zdirs = [resolve_model_task(s["model"]) for s in zero]
+        for s, ev in zip(zero, evaluate(zdirs), strict=True):
+            rows.append({**s, "evals": ev})
+        children.append(log_child_run.map(unmapped(parent), rows[-len(zero):]))
+    trained_specs = [s for s in specs if s["strategy"] != ZERO_SHOT]
+    for w in range(0, len(trained_specs), max(1, parallel)):
+        wave = trained_specs[w:w + max(1, parallel)]
+        overrides = [train_overrides(s, workers, cpus, steps) for s in wave]
+        trained = [f.result() for f in train_model.map(unmapped(profile), overrides,
+                                                      unmapped(pairs), unmapped(results))]
+        for s, t in zip(wave, trained, strict=True):
+            log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
+        for s, t, ev in zip(wave, trained, evaluate([t["model_dir"] for t in trained]), strict=True):
+            rows.append({**s, "evals": ev, "train_out": t["out"], "train_summary": t["summary"],
+                         "train_config": t["config"]})
+        children.append(log_child_run.map(unmapped(parent), rows[-len(wave):]))
+    child_ids = [c.result() for batch in children for c in batch]
+
+    trained_rows = [r for r in rows if r.get("train_summary")]
+    meta = {
+        "flow": "hybrid-compare", "profile": profile,
+        "steps": sorted({r["train_config"]["run"]["steps"] for r in trained_rows}) or None,
+        "batch size": sorted({r["train_config"]["data"]["batch_size"] for r in trained_rows}) or None,
+        "models": ", ".join(models), "strategies": ", ".join(strategies),
+        "hybrid alphas": ", ".join(f"{a:g}" for a in sorted({alpha, *(alphas or [])})),
+        "seeds": ", ".join(map(str, seeds)), "training data": ", ".join(sources),
+        "benchmarks": ", ".join(f"{n} ({eval_splits.get(n, 'all')})" for n in names),
+        "languages": ", ".join(languages) if languages else "all of each benchmark",
+        "training wall time (sum of train_summary wall_time_s)":
+            f"{sum(r['train_summary'].get('wall_time_s', 0) for r in trained_rows) / 60:.1f} min",
+        "flow wall time (this run; cached steps cost nothing)": f"{(time.time() - t0) / 60:.1f} min",
+        "machine": _machine(), "MLflow parent run": parent["run_id"],
+    }
+    out = Path(results) / "compare" / dict_hash(config)[:16]
+    report = compare_report_task(rows, str(out), meta, tolerance, alpha)
+    url = finish_parent_run(parent, report)
+    result = {"report": report["report"], "json": report["json"], "out": str(out),
+              "parent_run_id": parent["run_id"], "child_run_ids": child_ids, "run_url": url}
+    write_json(Path(results) / "compare" / "latest.json", result)
+    log.info("comparison report: %s", report["report"])
+    log.info("MLflow parent run: %s", url)
+    return result
+
+
+if __name__ == "__main__":
+    compare()
