@@ -18,6 +18,8 @@ A step's time is wall time from the end of one optimizer step to the end of the 
 includes tokenization and data loading on both sides (ST: between `on_step_end` callbacks).
 `--warmup` steps are not timed. Each (tool, setting) runs in its own subprocess (peak RSS is
 that process's `ru_maxrss`), interleaved ours, ST, ours, ST, ...; the median step counts.
+For `--padded-setting` ours also runs as before its length-sorted chunks
+(`BiEncoder.embed_texts` with one chunk: the batch padded to its longest text), `ours_padded`.
 
 `--ray` also times full `hybrid.train.train` runs (Ray Train, 1 and 2 workers, same steps):
 pairs/s of the steps as the workers log them, and the run's wall time, so Ray's start-up
@@ -68,6 +70,10 @@ def worker_ours(spec: dict) -> dict:
     from hybrid.encoder import BiEncoder
     from hybrid.train.loop import batch_loss, make_optimizer, trainable
 
+    if spec["tool"] == "ours_padded":  # before the fix: one batch padded to its longest text
+        import hybrid.encoder
+
+        hybrid.encoder.TRAIN_CHUNK_CPU = 1 << 30
     n = spec["warmup"] + spec["steps"]
     cfg, _, texts, batches = _batches(spec["pairs"], spec["batch_size"], n)
     enc = BiEncoder.from_pretrained(spec["model_path"])
@@ -154,7 +160,7 @@ def worker_st(spec: dict) -> dict:
 
 def worker(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    result = worker_ours(spec) if spec["tool"] == "ours" else worker_st(spec)
+    result = worker_st(spec) if spec["tool"] == "st" else worker_ours(spec)
     write_worker_result(out_path, result)
 
 
@@ -198,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--settings", default="frozen,unfrozen")
+    ap.add_argument("--padded-setting", default="frozen",
+                    help="also time ours before the length-sorted chunks (one padded batch) here")
     ap.add_argument("--ray", action="store_true", help="also time full Ray runs, 1 and 2 workers")
     ap.add_argument("--out", default=str(RESULTS / "train_vs_st.json"))
     args = ap.parse_args(argv)
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str], list[dict]] = {}
     for rnd in range(args.rounds):
         for setting in args.settings.split(","):
-            for tool in ("ours", "st"):
+            tools = ("ours", "st") + (("ours_padded",) if setting == args.padded_setting else ())
+            for tool in tools:
                 spec = {"tool": tool, "freeze": SETTINGS[setting], "pairs": pairs,
                         "model_path": model_path, "batch_size": args.batch_size,
                         "steps": args.steps, "warmup": args.warmup}
@@ -228,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for setting in args.settings.split(","):
         row = {"setting": f"bf16+{setting}"}
-        for tool in ("ours", "st"):
+        for tool in ("ours", "st", "ours_padded"):
+            if (setting, tool) not in runs:
+                continue
             rs = runs[(setting, tool)]
             times = [t for r in rs for t in r["step_times_s"]]
             med = statistics.median(times)
@@ -239,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             if tool == "st":
                 row[tool]["optimizer"] = rs[0].get("optimizer")
         row["ratio"] = round(row["ours"]["pairs_per_s"] / row["st"]["pairs_per_s"], 2)
+        if "ours_padded" in row:
+            row["ours_padded"]["ratio_vs_st"] = round(row["ours_padded"]["pairs_per_s"] / row["st"]["pairs_per_s"], 2)
+            row["chunking_speedup"] = round(row["ours"]["pairs_per_s"] / row["ours_padded"]["pairs_per_s"], 2)
         rows.append(row)
         print(f"{row['setting']}: ours {row['ours']['pairs_per_s']} vs ST {row['st']['pairs_per_s']} "
               f"pairs/s = {row['ratio']}x", flush=True)

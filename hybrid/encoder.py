@@ -27,6 +27,9 @@ from hybrid.paths import check_data_path
 
 Kind = Literal["query", "passage"]
 KINDS = ("query", "passage")
+# Texts per length-sorted chunk in `BiEncoder.embed_texts` on CPU (batch 32: 4 chunks, about 40%
+# fewer padded tokens on XQuAD-R than one batch; docs/performance.md).
+TRAIN_CHUNK_CPU = 8
 
 
 def check_kind(kind: str) -> str:
@@ -140,6 +143,34 @@ class BiEncoder(torch.nn.Module):
         return F.normalize(pooled.float(), p=2, dim=-1)
 
     forward = embed
+
+    def embed_texts(self, texts: Sequence[str], kind: Kind, chunk: int | None = None) -> torch.Tensor:
+        """Differentiable embeddings [len(texts), dim] of `texts` in input order (training).
+
+        The texts are sorted by token length and embedded in chunks of `chunk` texts, each
+        padded to its own longest text, instead of one batch padded to the longest of all:
+        the vectors are the same (padding is masked), the padded tokens fewer. Default
+        `chunk`: `TRAIN_CHUNK_CPU` on CPU (where compute grows with padded tokens), the whole
+        batch elsewhere (on a GPU small chunks cost more than padding).
+        """
+        kind = check_kind(kind)
+        texts = list(texts)
+        n = len(texts)
+        if n == 0:
+            return torch.zeros(0, self.dim, device=self.device)
+        if chunk is None:
+            chunk = TRAIN_CHUNK_CPU if self.device.type == "cpu" else n
+        if chunk >= n:
+            return self.embed(self.tokenize(texts, kind))
+        prefix, limit = self.prefixes[kind], self.max_lens[kind]
+        lengths = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=limit,
+                                 padding=False)["input_ids"]
+        order = sorted(range(n), key=lambda i: -len(lengths[i]))  # stable: ties in input order
+        parts = [self.embed(self.tokenize([texts[i] for i in order[s:s + chunk]], kind))
+                 for s in range(0, n, chunk)]
+        inverse = torch.empty(n, dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(n)
+        return torch.cat(parts)[inverse.to(parts[0].device)]
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], kind: Kind, batch_size: int = 64,

@@ -169,8 +169,8 @@ def batch_loss(encoder, texts: Texts, batch: Batch, cfg: TrainConfig, bf16: bool
     qs, ps, hs = texts.batch(batch, h, cfg.run.seed)
     dev = encoder.device
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-        q = encoder.embed(encoder.tokenize(qs, "query"))
-        p_all = encoder.embed(encoder.tokenize(ps + hs, "passage"))
+        q = encoder.embed_texts(qs, "query")  # length-sorted chunks: less padding
+        p_all = encoder.embed_texts(ps + hs, "passage")
     b = len(qs)
     hard = p_all[b:].reshape(b, h, -1) if h else None
     keys = group_keys([f"{batch.dataset}/{p.xling_id}" for p in batch.pairs], device=dev)
