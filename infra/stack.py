@@ -245,18 +245,24 @@ class Stack:
         raise StackError(f"{name} not healthy after {timeout:.0f}s; see {self.log_file(name)}")
 
     def stop(self, name: str, timeout: float = 8.0) -> bool:
-        """Stop `name` and its process group; True when something was stopped."""
+        """Stop `name`: its process group and every descendant (Ray workers start their own
+        groups); SIGTERM, then SIGKILL after `timeout`. True when something was stopped."""
         pid = self.pid(name)
         self.pid_file(name).unlink(missing_ok=True)
         if pid is None:
             return False
+        procs = _procs()
+        mine = _descendants(pid, procs) | {p for p, (_, pgid, _) in procs.items() if pgid == pid}
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
+            for p in mine:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, sig)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and (_alive(pid) or _group_alive(pid)):
+            while time.monotonic() < deadline and any(_alive(p) for p in mine | {pid}):
                 time.sleep(0.2)
-            if not _alive(pid) and not _group_alive(pid):
+            if not any(_alive(p) for p in mine | {pid}):
                 break
         return True
 
@@ -313,16 +319,30 @@ class Stack:
                              f"{(made.stdout + made.stderr).strip().splitlines()[-1:]}")
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while any process of group `pgid` is alive (zombies excluded)."""
+def _procs() -> dict[int, tuple[int, int, str]]:
+    """{pid: (ppid, pgid, state)} of the live processes."""
+    out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z":
+            out[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return out
+
+
+def _descendants(pid: int, procs: dict[int, tuple[int, int, str]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(p)
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
 
 
 def default_state() -> Path:

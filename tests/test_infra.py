@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.stack import Stack, StackError, free_port
+from infra.stack import Stack, StackError, _descendants, _procs, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,6 +82,18 @@ def _listening(pids: set[int]) -> set[tuple[str, int]]:
     return found
 
 
+def _cmdlines_with(text: str) -> list[str]:
+    found = []
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and "pytest" not in cmd:
+            found.append(cmd)
+    return found
+
+
 def _group(pgid: int) -> set[int]:
     out = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -134,8 +146,14 @@ def test_stack_up_is_idempotent_binds_loopback_and_stops(tmp_path):
         for name in ("prefect", "mlflow", "ray", "worker"):
             assert stack.log_file(name).exists()
         groups = {n: stack.pid(n) for n in ("prefect", "mlflow", "ray", "worker")}
+        family = set().union(*(_descendants(pid, _procs()) for pid in groups.values()))
+        assert len(family) > 4  # ray start -> gcs, raylet -> workers (own process groups)
     finally:
         stack.down(log=lambda _: None)
     assert not any(stack.status().values())
     assert not any(_group(pgid) for pgid in groups.values())
+    assert not [p for p in family if Path(f"/proc/{p}").exists()
+                and _procs().get(p)]  # no descendant (e.g. a Ray worker) outlived its service
+    assert not _cmdlines_with(str(stack.ray_temp))
+    assert not _cmdlines_with(str(stack.state))
     assert not stack.ray_temp.exists()

@@ -151,3 +151,18 @@ def test_model_short_of_the_margin_is_challenger(first, deployed):
     assert len(client.search_model_versions("name='hybrid-retriever'")) == 2
     assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
     assert client.get_model_version_by_alias("hybrid-retriever", "challenger").version == "2"
+
+
+def test_evaluate_deployment_pulls_the_champion_from_the_registry(first, deployed):
+    """`hybrid-evaluate/champion` resolves models:/hybrid-retriever@champion and reproduces
+    the pipeline's own evaluation of that model."""
+    import mlflow
+
+    run_deployment(deployed, "hybrid-evaluate/champion", languages=["en", "de", "es"],
+                   results_dir=deployed["results"] + "-eval")
+    exp = mlflow.get_experiment_by_name("hybrid-evaluate")
+    (run,) = mlflow.MlflowClient().search_runs([exp.experiment_id])
+    assert run.data.params["model"] == "models:/hybrid-retriever@champion"
+    (trained,) = [r for r in _runs() if r.data.tags.get("hybrid.model_version") == "1"]
+    for key in ("xquad_r.mAP.multi", "xquad_r.mAP.de-en", "mlqa_r.mAP.multi"):
+        assert run.data.metrics[key] == pytest.approx(trained.data.metrics[key], abs=1e-6), key
