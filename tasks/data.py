@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from prefect.tasks import exponential_backoff
 
-from tasks.hashing import dict_hash, source_hash
+from tasks.hashing import dict_hash, library_hash, source_hash
 
 
 def is_remote(source: str | None) -> bool:
@@ -22,6 +22,7 @@ def is_remote(source: str | None) -> bool:
 
 def _prepare_key(ctx, p) -> str:
     return dict_hash({"benchmark": p["benchmark"], "source": source_hash(p["source"] or ""),
+                      "code": library_hash("data"),
                       "results": str(Path(p["results_dir"]).resolve())})
 
 
@@ -58,6 +59,7 @@ def _spec_location(spec: str) -> str:
 def _pairs_key(ctx, p) -> str:
     return dict_hash({"sources": [[s, source_hash(_spec_location(s))] for s in p["sources"]],
                       "split_seed": p["split_seed"], "heldout_fraction": p["heldout_fraction"],
+                      "code": library_hash("data"),
                       "results": str(Path(p["results_dir"]).resolve())})
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
-from tasks.hashing import dict_hash, tree_hash
+from tasks.hashing import dict_hash, library_hash, tree_hash
 
 
 def _eval_key(ctx, p) -> str:
     return dict_hash({"model": tree_hash(p["model_dir"]), "bench": tree_hash(p["bench_dir"]),
                       "benchmark": p["benchmark"], "split": p.get("split", "all"),
+                      "code": library_hash("evaluation", "encoder.py", "data"),
                       "languages": p.get("languages"), "results": str(Path(p["results_dir"]).resolve())})
 
 

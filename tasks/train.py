@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
-from tasks.hashing import dict_hash, tree_hash
+from tasks.hashing import dict_hash, library_hash, tree_hash
 
 
 def train_config(profile: str, overrides: dict, pairs_dir: str) -> dict:
@@ -32,6 +32,7 @@ def _train_key(ctx, p) -> str:
     cfg["data"].pop("pairs")
     cfg["model"]["model"] = _model_hash(cfg["model"]["model"])
     return dict_hash({"config": cfg, "pairs": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
+                      "code": library_hash(),
                       "results": str(Path(p["results_dir"]).resolve())})
 
 
