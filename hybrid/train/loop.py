@@ -9,8 +9,10 @@ go through it in two forward calls), clip, AdamW, linear warmup/decay.
 
 Every `val_every` steps the validation loss (fixed batches of held-out ids, averaged over
 workers) decides early stopping; rank 0 then writes a checkpoint (`state.pt`: trainable
-weights, optimizer, scheduler, the best weights so far, counters, history) and every rank
-calls `ray.train.report`. On start the loop resumes from `ray.train.get_checkpoint()`. The
+weights, optimizer, scheduler, the best weights so far, counters, history; then its sha256
+in `state.sha256`) and every rank calls `ray.train.report`. On start the loop resumes from
+`ray.train.get_checkpoint()`, verified (a damaged one falls back to the newest intact earlier
+checkpoint, else a one-line error); it is read with `torch.load(weights_only=True)`. The
 last report carries `model/` (the best weights, `BiEncoder.save`), `train_summary.json` and
 `train_log.jsonl`, which the driver copies to the output directory.
 """
@@ -37,9 +39,13 @@ from hybrid.train.config import TrainConfig
 from hybrid.train.summary import BatchCounter, make_summary
 
 STATE_FILE = "state.pt"
+STATE_SUM = "state.sha256"  # sha256 of state.pt, written after it: a checkpoint's seal
 # Testing aid for FailureConfig retries: "STEP:PATH" makes the last rank fail once after
 # STEP (PATH records that it did).
 FAIL_ONCE_ENV = "HYBRID_TRAIN_FAIL_ONCE"
+# Testing aid for real crashes: "STEP:PATH" makes the last rank write its pid to PATH after
+# STEP and wait (up to 10 minutes) to be killed; a restarted worker finds PATH and goes on.
+PAUSE_ENV = "HYBRID_TRAIN_PAUSE_AT"
 VAL_SEED = 0  # validation batches do not depend on the run's seed: runs stay comparable
 
 
@@ -99,6 +105,56 @@ class Texts:
                                       f"{batch.dataset}/{p.xling_id}/{p.p_lang}")
                 hs += [negs[i] for i in rng.choice(len(negs), hard, replace=len(negs) < hard)]
         return qs, ps, hs
+
+
+# -------------------------------------------------------------------- checkpoints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_state(d: Path, state: dict) -> None:
+    """`state.pt`, then its sha256 in `state.sha256` (a checkpoint without a matching seal
+    was cut short or damaged)."""
+    torch.save(state, d / STATE_FILE)
+    (d / STATE_SUM).write_text(_sha256(d / STATE_FILE) + "\n", encoding="utf-8")
+
+
+def state_intact(d: Path) -> bool:
+    """True if `d` holds a state.pt whose sha256 matches its seal."""
+    try:
+        return (d / STATE_SUM).read_text(encoding="utf-8").strip() == _sha256(d / STATE_FILE)
+    except OSError:
+        return False
+
+
+def _step_of(d: Path) -> int:
+    try:
+        return int(d.name.split("-")[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def read_state(d: Path) -> tuple[dict, Path]:
+    """The training state of checkpoint dir `d`, verified; if `d` is damaged, the newest
+    intact earlier checkpoint beside it (`step-*` in the same run directory) is used.
+    Returns (state, the directory read); HybridError if none is intact."""
+    candidates = [d] + sorted((p for p in d.parent.glob("step-*")
+                               if p != d and 0 <= _step_of(p) < _step_of(d)), key=_step_of, reverse=True)
+    for c in candidates:
+        if state_intact(c):
+            if c != d:
+                _say(f"hybrid train: checkpoint {d} is damaged (checksum mismatch); resuming from {c}")
+            try:
+                return torch.load(c / STATE_FILE, map_location="cpu", weights_only=True), c
+            except Exception as exc:  # weights_only refuses arbitrary pickled objects
+                raise HybridError(f"{c / STATE_FILE}: not a training state written by hybrid "
+                                  f"({type(exc).__name__}); refusing to unpickle it") from None
+    raise HybridError(f"{d}: checkpoint damaged (state.pt does not match state.sha256) and no intact "
+                      f"earlier checkpoint in {d.parent}; remove it to start the run over")
 
 
 # -------------------------------------------------------------------------- model
@@ -228,8 +284,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "train_time_s": 0.0, "wall_time_s": 0.0, "stopped_early": False, "segments": []}
     ckpt = ray.train.get_checkpoint()
     if ckpt:
-        with ckpt.as_directory() as d:
-            st = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        if Path(ckpt.path).is_dir():  # local or shared storage: earlier checkpoints are beside it
+            st, _ = read_state(Path(ckpt.path))
+        else:
+            with ckpt.as_directory() as d:
+                st, _ = read_state(Path(d))
         encoder.load_state_dict(st.pop("trainable"), strict=False)
         opt.load_state_dict(st.pop("optimizer"))
         sched.load_state_dict(st.pop("scheduler"))
@@ -246,7 +305,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state = dict(st, step=step, counters=counters.state(), trainable=snapshot(params),
                      optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                      best_weights=best_weights, wall_time_s=wall_before + time.perf_counter() - t_start)
-        torch.save(state, d / STATE_FILE)
+        write_state(d, state)
 
     def report(step: int, metrics: dict, final: bool = False) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -328,6 +387,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if not math.isfinite(loss_value):
             raise RuntimeError(f"training loss is {loss_value} at step {step}")
         _maybe_fail_once(step, rank, world)
+        _maybe_pause(step, rank, world)
         if step % cfg.run.val_every and step < steps:
             continue
         metrics = {"step": step, "train_loss": loss_value}
@@ -357,3 +417,15 @@ def _maybe_fail_once(step: int, rank: int, world: int) -> None:
     if step == int(at) and not Path(marker).exists():
         Path(marker).write_text("failed once\n", encoding="utf-8")
         raise RuntimeError(f"{FAIL_ONCE_ENV}: injected failure after step {step}")
+
+
+def _maybe_pause(step: int, rank: int, world: int) -> None:
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec or rank != world - 1:
+        return
+    at, _, marker = spec.partition(":")
+    if step == int(at) and not Path(marker).exists():
+        from hybrid.io import write_text
+
+        write_text(marker, f"{os.getpid()}\n")
+        time.sleep(600)
