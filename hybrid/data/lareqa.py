@@ -39,6 +39,7 @@ from hybrid.errors import HybridError
 from hybrid.io import write_json, write_parquet
 from hybrid.langs import MLQA_R_LANGS, XQUAD_R_LANGS, validate_lang
 from hybrid.paths import cache_dir, check_data_path, default_data_dir
+from hybrid.redact import redact
 
 QUESTION_COLUMNS = ["qid", "xling_id", "lang", "text", "article"]
 CANDIDATE_COLUMNS = ["cid", "lang", "sentence", "context", "context_id", "position", "article"]
@@ -307,7 +308,7 @@ def read_lareqa(source: str | Path | None, benchmark: str, languages: list[str] 
     files = {lang: read_squad(loc["path"], require_sentences=True) for lang, loc in located.items()}
     b = from_squad_files(spec, files)
     b.meta["sources"] = {
-        lang: {"path": str(loc["path"]), "url": loc["url"], "sha256": files[lang].sha256}
+        lang: {"path": str(loc["path"]), "url": redact(loc["url"]), "sha256": files[lang].sha256}
         for lang, loc in located.items()
     }
     return b

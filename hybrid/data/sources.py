@@ -32,6 +32,7 @@ from hybrid.data.squad import read_squad
 from hybrid.errors import HybridError
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
+from hybrid.redact import redact
 
 KINDS = ("xquad-r", "table", "squad", "mmarco")
 OPTIONS = {
@@ -259,7 +260,7 @@ def build_pairs(specs: list[str], split_seed: int = 0, heldout_fraction: float =
 
             df, info = mmarco_source(spec)
         meta["warnings"] += info.pop("warnings", [])
-        meta["sources"].append({"spec": spec.text, "kind": spec.kind, "rows": len(df), **info})
+        meta["sources"].append({"spec": redact(spec.text), "kind": spec.kind, "rows": len(df), **info})
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
     df = check_unique(df, "--source " + " --source ".join(specs))
