@@ -173,6 +173,7 @@ def resolve_models_uri(uri: str) -> Path:
     from hybrid.paths import cache_dir
 
     name, alias, version = parse_models_uri(uri)
+    _require_tracking_uri(uri)
     client = _client()
     try:
         mv = (client.get_model_version_by_alias(name, alias) if alias
@@ -197,6 +198,17 @@ def resolve_models_uri(uri: str) -> Path:
         raise HybridError(f"model {uri}: version {mv.version} holds no HF model directory "
                           "(not logged by hybrid)")
     return found[0]
+
+
+def _require_tracking_uri(uri: str) -> None:
+    """Refuse MLflow's implicit default (a new ./mlflow.db in the working directory)."""
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    from hybrid.errors import HybridError
+
+    if not is_tracking_uri_set():
+        raise HybridError(f"model {uri}: MLFLOW_TRACKING_URI is not set (start the stack and "
+                          'run: eval "$(python -m infra.stack env)")')
 
 
 def _tracking_uri() -> str:

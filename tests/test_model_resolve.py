@@ -44,7 +44,7 @@ def test_missing_path_and_unknown_name():
 
 def test_uri_scheme_needs_a_registered_resolver(tiny, monkeypatch):
     with pytest.raises(HybridError, match="unknown URI scheme"):
-        resolve_model("models:/retriever@champion")
+        resolve_model("nosuch:/retriever@champion")
     monkeypatch.setattr(resolve_mod, "_RESOLVERS", {})
     seen = []
 
