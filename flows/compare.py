@@ -9,8 +9,9 @@ Training, encoding and the matrix are the pipeline's cached tasks with the pipel
 with the same `results_dir` (default `runs/pipeline`, the pipeline's) a training whose config
 equals a pipeline run's is a cache hit, and an identical comparison re-run trains nothing.
 Trainings fan out with `.map` in waves of `parallel` runs (default 1: a 2-core machine runs
-one training at a time; on a Ray cluster raise it), and each wave's models are evaluated
-(encoding `.map` over models x benchmarks) before the next wave starts.
+one training at a time; on a Ray cluster raise it); then every model (zero-shot and trained)
+is evaluated in one fan-out (encoding `.map` over models x benchmarks, then the matrices), and
+each gets its child run (`.map`).
 """
 
 from __future__ import annotations
@@ -148,13 +149,8 @@ def compare(
         return [{e["benchmark"]: e["out"] for e in outs[k * len(names):(k + 1) * len(names)]}
                 for k in range(len(model_dirs))]
 
-    rows, children = [], []
     zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
-    if zero:
-        zdirs = [resolve_model_task(s["model"]) for s in zero]
-        for s, ev in zip(zero, evaluate(zdirs), strict=True):
-            rows.append({**s, "evals": ev})
-        children.append(log_child_run.map(unmapped(parent), rows[-len(zero):]))
+    rows = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
     trained_specs = [s for s in specs if s["strategy"] != ZERO_SHOT]
     for w in range(0, len(trained_specs), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
@@ -163,11 +159,12 @@ def compare(
                                                       unmapped(pairs), unmapped(results))]
         for s, t in zip(wave, trained, strict=True):
             log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
-        for s, t, ev in zip(wave, trained, evaluate([t["model_dir"] for t in trained]), strict=True):
-            rows.append({**s, "evals": ev, "train_out": t["out"], "train_summary": t["summary"],
-                         "train_config": t["config"]})
-        children.append(log_child_run.map(unmapped(parent), rows[-len(wave):]))
-    child_ids = [c.result() for batch in children for c in batch]
+            rows.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
+                         "train_summary": t["summary"], "train_config": t["config"]})
+    # one fan-out over every model x benchmark (Ray reuses its encoding workers across them)
+    for r, ev in zip(rows, evaluate([r["model_dir"] for r in rows]), strict=True):
+        r["evals"] = ev
+    child_ids = [c.result() for c in log_child_run.map(unmapped(parent), rows)]
 
     trained_rows = [r for r in rows if r.get("train_summary")]
     meta = {

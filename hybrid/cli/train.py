@@ -22,7 +22,7 @@ def train_cmd(
     pairs: Annotated[Path, typer.Option("--pairs", help="Directory with pairs.parquet (`hybrid data pairs`).")],
     out: Annotated[Path, typer.Option("--out", help="Output directory: model/, train_summary.json, train_log.jsonl, ray/.")],
     profile: Annotated[str, typer.Option("--profile", help="tiny, quick, paper, or a .yaml file.")] = "quick",
-    strategy: Annotated[str | None, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x or en-en.")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x, en-en or multitask.")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Share of mono batches for hybrid, in [0, 1].")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Ray Train workers.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="me5-small, a model directory or an HF id.")] = None,
@@ -58,7 +58,7 @@ def train_cmd(
 def batches_cmd(
     pairs: Annotated[Path, typer.Option("--pairs", help="Directory with pairs.parquet (`hybrid data pairs`).")],
     out: Annotated[Path, typer.Option("--out", help="JSON-lines file, one batch per line.")],
-    strategy: Annotated[str, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x or en-en.")] = "hybrid",
+    strategy: Annotated[str, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x, en-en or multitask.")] = "hybrid",
     alpha: Annotated[float, typer.Option("--alpha", help="Share of mono batches for hybrid, in [0, 1].")] = 0.5,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 32,
     steps: Annotated[int | None, typer.Option("--steps", help="Batches to write (default: one epoch).")] = None,

@@ -1,0 +1,148 @@
+"""The comparison end to end through real services on 127.0.0.1 (infra/stack.py): `prefect
+deploy --all`, then `prefect deployment run 'hybrid-compare/compare-tiny'` with the tiny model
+on a three-language slice of XQuAD-R (and the MLQA-R sample): three trainings and four
+evaluations, the report, and the MLflow parent run with one child per evaluated model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.stack import Stack, free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = "hybrid-compare-tiny"
+LABELS = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """Stack + worker, deploy, run compare-tiny once; yields the flow run's facts."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from hybrid.model import make_tiny_model
+
+    base = tmp_path_factory.mktemp("compare")
+    saved = dict(os.environ)
+    os.environ["HYBRID_CACHE"] = str(base / "cache")
+    stack = Stack(base / "state")
+    try:
+        stack.up({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()},
+                 log=lambda _: None)
+        stack.worker(log=lambda _: None)
+        env = {**os.environ, **stack.env()}
+        r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        import mlflow
+
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        model = make_tiny_model(base / "tiny-model", seed=0)
+        results = base / "runs"
+        r = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run",
+                            "hybrid-compare/compare-tiny", "--watch", "--watch-timeout", "420",
+                            "-p", f"model={json.dumps(str(model))}",
+                            "-p", f"results_dir={json.dumps(str(results))}"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
+        out = r.stdout + r.stderr
+        run_id = next(ln.split("UUID:")[1].strip() for ln in out.splitlines() if "UUID:" in ln)
+
+        async def read():
+            async with get_client() as client:
+                fr = await client.read_flow_run(run_id)
+                trs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
+                return fr, trs
+
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            fr, trs = asyncio.run(read())
+        log = stack.log_file("worker").read_text(errors="replace")[-6000:]
+        assert fr.state.is_completed(), f"{fr.state}\n{out[-3000:]}\n--- worker log ---\n{log}"
+        latest = json.loads((results / "compare" / "latest.json").read_text())
+        yield {"tasks": [(t.name, t.state.name) for t in trs], "latest": latest}
+    finally:
+        stack.down(log=lambda _: None)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _table(md: str, heading: str) -> dict[str, list[str]]:
+    part = md.split(heading, 1)[1].split("\n## ", 1)[0]
+    return {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+            for ln in part.splitlines() if ln.startswith("| ") and "---" not in ln}
+
+
+def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
+    names = [n for n, _ in compared["tasks"]]
+    assert all(s == "Completed" for _, s in compared["tasks"]), compared["tasks"]
+    assert sum(n.startswith("train_model") for n in names) == 3
+    for bench in ("xquad-r", "mlqa-r"):  # 4 models (3 trained + zero-shot) x 2 benchmarks
+        assert names.count(f"encode-{bench}") == 4 and names.count(f"matrix-{bench}") == 4
+    assert sum(n.startswith("log-child-") for n in names) == 4
+
+
+def test_report_has_the_papers_tables_and_charts(compared):
+    out = Path(compared["latest"]["out"])
+    md = Path(compared["latest"]["report"]).read_text()
+    t1 = _table(md, "## Table 1: mAP x 100")
+    assert list(t1) == ["Model", *LABELS]
+    assert t1["Model"] == [f"{b} {k}" for b in ("xquad-r", "mlqa-r") for k in ("Mo", "Cr", "Mul")]
+    assert all(0 <= float(c) <= 100 for label in LABELS for c in t1[label])
+    t2 = _table(md, "## Table 2: language bias")
+    assert list(t2) == ["Model", *LABELS] and all(float(t2[x][0]) > 0 for x in LABELS)
+    for r in ("## R@1 x 100", "## R@10 x 100"):
+        assert list(_table(md, r)) == ["Model", *LABELS]
+    doc = json.loads(Path(compared["latest"]["json"]).read_text())
+    v = doc["verdict"]
+    assert v["claim_close"] in (True, False) and v["claim_bias"] in (True, False)
+    assert len(v["checks"]) == 6 and not v["spread_measured"]
+    assert "Claim 1 (hybrid within 1.0 mAP points" in md and "not measured" in md
+    # the table's figures are the evaluations' own
+    hyb = next(r for r in doc["runs"] if r["strategy"] == "hybrid")
+    m = json.loads((Path(hyb["evals"]["xquad-r"]) / "metrics.json").read_text())
+    assert t1["hybrid (alpha=0.5)"][2] == f"{100 * m['summary']['multi']['map']:.1f}"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {"map-xquad-r.png", "map-mlqa-r.png", "language-bias.png"} <= set(pngs)
+    assert sum(p.startswith("heatmap-") for p in pngs) == 8
+    assert all((out / p).read_bytes()[:8] == PNG for p in pngs)
+    for p in pngs:
+        assert f"]({p})" in md
+
+
+def test_mlflow_parent_run_with_one_child_per_strategy(compared):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (parent,) = parents
+    assert parent.info.run_id == compared["latest"]["parent_run_id"]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(runs) - 1 == 4
+    assert sorted(r.data.tags["hybrid.label"] for r in children) == sorted(LABELS)
+    assert {r.info.run_id for r in children} == set(compared["latest"]["child_run_ids"])
+    doc = json.loads(Path(compared["latest"]["json"]).read_text())
+    for child in children:
+        run = next(r for r in doc["runs"] if r["label"] == child.data.tags["hybrid.label"])
+        for bench, key in (("xquad-r", "xquad_r"), ("mlqa-r", "mlqa_r")):
+            m = json.loads((Path(run["evals"][bench]) / "metrics.json").read_text())
+            assert child.data.metrics[f"{key}.mAP.multi"] == pytest.approx(
+                m["summary"]["multi"]["map"], abs=1e-9)
+        trained = child.data.tags["hybrid.strategy"] != "zero-shot"
+        assert ("train.steps" in child.data.metrics) == trained
+    files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "compare")}
+    assert {"report.md", "compare.json", "map-xquad-r.png", "language-bias.png"} <= files
+    assert parent.data.tags["hybrid.verdict.claim_close"] in ("True", "False")

@@ -1,0 +1,106 @@
+"""The comparison report from metrics.json files (no servers): tables, seed spread, charts and
+the computed verdict; and the compare flow's training overrides keyed like the pipeline's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid.evaluation.compare_report import aggregate, verdict, write_compare_report
+
+LANGS = ["de", "en"]
+
+
+def _metrics(tmp: Path, name: str, mono: float, cross: float, multi: float, bias: float) -> str:
+    kinds = {"mono": mono, "cross": cross, "multi": multi}
+    summary = {k: {"map": v, "r@1": v / 2, "r@10": min(1.0, v * 1.5)} for k, v in kinds.items()}
+    summary["language_bias"] = bias
+    settings = {}
+    for x in LANGS:
+        for y in [*LANGS, "multi"]:
+            kind = "multi" if y == "multi" else ("mono" if x == y else "cross")
+            settings[f"{x}-{y}"] = {"map": kinds[kind]}
+    out = tmp / name
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"summary": summary, "settings": settings,
+                                                  "languages": LANGS}))
+    return str(out)
+
+
+def _run(tmp, label, strategy, seed, vals, alpha=None, model="m"):
+    evals = {b: _metrics(tmp, f"{model}-{label}-{seed}-{b}", *[v + d for v in vals[:3]], vals[3])
+             for b, d in (("xquad-r", 0.0), ("mlqa-r", -0.1))}
+    return {"model": model, "label": label, "strategy": strategy, "alpha": alpha, "seed": seed,
+            "evals": evals}
+
+
+def test_report_tables_spread_charts_and_verdict(tmp_path):
+    runs = [_run(tmp_path, "zero-shot", "zero-shot", None, (0.50, 0.30, 0.20, 900.0))]
+    for seed, d in ((0, 0.0), (1, 0.02)):
+        runs += [_run(tmp_path, "x-x-mono", "x-x-mono", seed, (0.80 + d, 0.60, 0.30, 800.0 + 100 * d)),
+                 _run(tmp_path, "x-y", "x-y", seed, (0.70, 0.70 + d, 0.40, 500.0)),
+                 _run(tmp_path, "hybrid (alpha=0.5)", "hybrid", seed, (0.805, 0.695 + d, 0.40, 600.0),
+                      alpha=0.5)]
+    paths = write_compare_report(runs, tmp_path / "report", meta={"profile": "test"})
+    md = Path(paths["report"]).read_text()
+    for section in ("## Verdict", "## Table 1: mAP x 100", "## Table 2: language bias",
+                    "## R@1 x 100", "## R@10 x 100", "## Charts", "## mAP heatmaps"):
+        assert section in md, section
+    table1 = md.split("## Table 1")[1].split("## Table 2")[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table1.splitlines() if line.startswith("| ") and "---" not in line}
+    assert list(rows) == ["Model", "zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+    assert rows["x-x-mono"][0] == "81.0 ± 1.4"  # mean and sample sd of 80 and 82
+    assert rows["zero-shot"][:3] == ["50.0", "30.0", "20.0"] and rows["x-y"][3] == "60.0 ± 0.0"
+    for p in (*paths["bars"].values(), *paths["heatmaps"].values()):
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(paths["heatmaps"]) == 4 * 2 and len(paths["bars"]) == 3
+
+    v = json.loads(Path(paths["json"]).read_text())["verdict"]
+    assert v["claim_close"] is True and v["claim_bias"] is True and v["spread_measured"] is True
+    mono = next(c for c in v["checks"] if c["benchmark"] == "xquad-r" and c["kind"] == "mono")
+    assert mono["best_baseline"] == "x-x-mono" and mono["gap"] == pytest.approx(0.805 - 0.81)
+    assert mono["spread"] == pytest.approx(0.02 ** 0.5 * 0.1, rel=1e-6)  # sd of (0.80, 0.82)
+    assert any("HOLDS" in s for s in v["sentences"])
+
+
+def test_verdict_fails_when_hybrid_trails_or_is_more_biased(tmp_path):
+    runs = [_run(tmp_path, "x-x-mono", "x-x-mono", 0, (0.80, 0.60, 0.30, 500.0)),
+            _run(tmp_path, "x-y", "x-y", 0, (0.70, 0.70, 0.40, 400.0)),
+            _run(tmp_path, "hybrid (alpha=0.5)", "hybrid", 0, (0.78, 0.695, 0.40, 650.0), alpha=0.5),
+            _run(tmp_path, "hybrid (alpha=0.9)", "hybrid", 0, (0.90, 0.90, 0.90, 1.0), alpha=0.9)]
+    v = verdict(aggregate(runs), tolerance=0.01, hybrid_alpha=0.5)  # alpha 0.9 is not judged
+    failed = {(c["benchmark"], c["kind"]) for c in v["checks"] if not c["holds"]}
+    assert failed == {("xquad-r", "mono"), ("mlqa-r", "mono")}  # 2 points short; cross 0.5 point
+    assert v["claim_close"] is False and v["claim_bias"] is False
+    assert v["spread_measured"] is False and any("not measured" in s for s in v["sentences"])
+    assert verdict(aggregate(runs), tolerance=0.03)["claim_close"] is True
+    assert verdict(aggregate(runs[:1]))["claim_close"] is None  # nothing to compare
+
+
+def test_compare_trains_with_the_pipelines_cache_key(tmp_path):
+    """The same settings through hybrid-pipeline and hybrid-compare are one training key."""
+    from flows.compare import run_specs, train_overrides
+    from tasks.train import _train_key
+
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    (pairs / "pairs.parquet").write_bytes(b"table")
+    specs = {s["label"]: s for s in run_specs(["me5-small"], ["x-x-mono", "x-y", "hybrid"], 0.5,
+                                              [0.25], [0, 1], True)}
+    assert sorted(specs) == ["hybrid (alpha=0.25)", "hybrid (alpha=0.5)", "x-x-mono", "x-y",
+                             "zero-shot"]
+
+    def key(overrides):
+        return _train_key(None, {"profile": "quick", "overrides": overrides,
+                                 "pairs_dir": str(pairs), "results_dir": str(tmp_path)})
+
+    for strategy in ("hybrid", "x-y"):  # what flows/pipeline.py passes for its defaults
+        pipeline = {"model.model": "me5-small", "data.strategy": strategy, "data.alpha": 0.5,
+                    "run.workers": 1, "run.cpus_per_worker": 2}
+        spec = {"model": "me5-small", "strategy": strategy, "seed": 0,
+                "alpha": 0.5 if strategy == "hybrid" else None}
+        assert key(train_overrides(spec, 1, 2, None)) == key(pipeline)
+        assert key(train_overrides({**spec, "seed": 1}, 1, 2, None)) != key(pipeline)
