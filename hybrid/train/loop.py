@@ -157,6 +157,20 @@ def read_state(d: Path) -> tuple[dict, Path]:
                       f"earlier checkpoint in {d.parent}; remove it to start the run over")
 
 
+def pick_checkpoint(given: Path | None, run_dir: Path | None) -> Path | None:
+    """The checkpoint to resume from: the one Ray hands back (`given`), unless the run
+    directory holds a newer intact one. A worker killed right after persisting a checkpoint
+    can die before Ray's controller registers it; that checkpoint is complete (sealed) and
+    is used rather than lost."""
+    newest = None
+    if run_dir is not None and run_dir.is_dir():
+        intact = [p for p in run_dir.glob("step-*") if _step_of(p) >= 0 and state_intact(p)]
+        newest = max(intact, key=_step_of, default=None)
+    if given is None or (newest is not None and _step_of(newest) > _step_of(given)):
+        return newest
+    return given
+
+
 # -------------------------------------------------------------------------- model
 def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
@@ -283,12 +297,16 @@ def train_loop_per_worker(loop_config: dict) -> None:
     st: dict = {"step": 0, "best": {}, "bad_evals": 0, "val_history": [], "log": [], "counters": {},
                 "train_time_s": 0.0, "wall_time_s": 0.0, "stopped_early": False, "segments": []}
     ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        if Path(ckpt.path).is_dir():  # local or shared storage: earlier checkpoints are beside it
-            st, _ = read_state(Path(ckpt.path))
-        else:
-            with ckpt.as_directory() as d:
-                st, _ = read_state(Path(d))
+    run_dir = Path(loop_config["run_dir"]) if loop_config.get("run_dir") else None
+    local = ckpt is None or Path(ckpt.path).is_dir()  # local or shared storage
+    resume_dir = pick_checkpoint(Path(ckpt.path) if ckpt else None, run_dir) if local else None
+    if resume_dir is not None:
+        st, _ = read_state(resume_dir)
+    elif ckpt:
+        with ckpt.as_directory() as d:
+            st, _ = read_state(Path(d))
+    resumed = "trainable" in st
+    if resumed:
         encoder.load_state_dict(st.pop("trainable"), strict=False)
         opt.load_state_dict(st.pop("optimizer"))
         sched.load_state_dict(st.pop("scheduler"))
@@ -297,7 +315,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     st["segments"].append({"start_step": start, "workers": world, "device": device.type})
     counters = BatchCounter(st["counters"])
     if rank == 0:
-        _say(f"hybrid train: {'resuming at' if ckpt else 'starting at'} step {start}/{cfg.run.steps}; "
+        _say(f"hybrid train: {'resuming at' if resumed else 'starting at'} step {start}/{cfg.run.steps}; "
               f"{world} worker(s) on {device.type}, bf16={bf16}, frozen word embeddings={freeze}, "
               f"{len(sampler)} steps/epoch, {len(val_batches)} validation batches/worker")
 

@@ -135,7 +135,7 @@ def train(config: TrainConfig) -> Path:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"config": config.to_dict(), "model_path": str(model_path),
-                               "progress_bar": sys.stderr.isatty()},
+                               "run_dir": str(run_dir), "progress_bar": sys.stderr.isatty()},
             scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=r.use_gpu,
                                                    resources_per_worker=resources),
             run_config=ray.train.RunConfig(
