@@ -33,10 +33,10 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_tatoeba(tmp_path_factory, data_dir):
-    """The first 80 lines of the de and th pairs, as HYBRID_DATA/tatoeba."""
+    """The first 80 lines of the th pair, as HYBRID_DATA/tatoeba."""
     root = tmp_path_factory.mktemp("data")
     (root / "tatoeba").mkdir()
-    for code in ("deu", "tha"):
+    for code in ("tha",):
         for side in (code, "eng"):
             name = f"tatoeba.{code}-eng.{side}"
             lines = (data_dir / "tatoeba" / name).read_text(encoding="utf-8").splitlines()[:80]
@@ -128,12 +128,12 @@ def test_tatoeba_cli_default_source_and_both_directions(ray_session, tiny, small
     monkeypatch.setenv("HYBRID_DATA", str(small_tatoeba))
     out = tmp_path / "t"
     assert main(["evaluate", "--model", str(tiny), "--benchmark", "tatoeba", "--languages",
-                 "de,th", "--directions", "both", "--out", str(out)]) == 0
+                 "th", "--directions", "both", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert list(m["settings"]) == ["de-en", "en-de", "th-en", "en-th"]
+    assert list(m["settings"]) == ["th-en", "en-th"]
     assert set(m["summary"]) == {"xx-en", "en-xx"}
-    xx = [m["settings"][k]["accuracy@1"] for k in ("de-en", "th-en")]
-    assert m["summary"]["xx-en"]["accuracy@1"] == pytest.approx(np.mean(xx))
+    assert m["summary"]["xx-en"] == m["settings"]["th-en"]
+    assert m["counts"]["en-th"] == {"queries": 80, "pool": 80}
     for v in m["settings"].values():
         assert 0 <= v["accuracy@1"] <= v["mrr@10"] <= 1
     assert m["meta"]["source"] == str(small_tatoeba / "tatoeba") and m["meta"]["kind"] == "query"

@@ -1,5 +1,6 @@
 """MIRACL through `datasets` on a local fixture in the Hub layout, streamed corpus chunks,
-'hybrid evaluate --benchmark miracl|trec' end to end, and its run checked with ir_measures."""
+'hybrid evaluate --benchmark miracl|trec' end to end, and the run files of MIRACL and of a
+LAReQA benchmark ('--trec') checked with ir_measures (one Ray session for the module)."""
 
 import json
 from pathlib import Path
@@ -112,3 +113,19 @@ def test_bad_sources_fail_in_one_line(tiny, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: --source: trec needs") and "not a directory" in err[1]
     assert not out.exists()
+
+
+def test_lareqa_run_file_agrees_with_the_exact_matrix(ray_session, tiny, tmp_path, mlqa_dir):
+    """'--trec' on a LAReQA benchmark: the pooled top-10 run and the qrels, read back by
+    ir_measures, give each X-multi setting's R@10 (exact ranks <= 10 = in the top 10)."""
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(tiny), "--benchmark", "mlqa-r", "--source",
+                 str(mlqa_dir), "--languages", "en,de", "--out", str(out), "--trec"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    qrels = list(ir_measures.read_trec_qrels(str(out / "qrels.trec")))
+    run = list(ir_measures.read_trec_run(str(out / "run.trec")))
+    assert {r.query_id for r in run} == {q.query_id for q in qrels}
+    for lang in ("en", "de"):
+        values = [x.value for x in ir_measures.iter_calc([R @ 10], qrels, run)
+                  if x.query_id.startswith(lang + "/")]
+        assert np.mean(values) == pytest.approx(m["settings"][f"{lang}-multi"]["r@10"], abs=1e-9)
