@@ -9,9 +9,9 @@ Training, encoding and the matrix are the pipeline's cached tasks with the pipel
 with the same `results_dir` (default `runs/pipeline`, the pipeline's) a training whose config
 equals a pipeline run's is a cache hit, and an identical comparison re-run trains nothing.
 Trainings fan out with `.map` in waves of `parallel` runs (default 1: a 2-core machine runs
-one training at a time; on a Ray cluster raise it); then every model (zero-shot and trained)
-is evaluated in one fan-out (encoding `.map` over models x benchmarks, then the matrices), and
-each gets its child run (`.map`).
+one training at a time; on a Ray cluster raise it); each wave's models (with the zero-shot
+models in the first wave) are then evaluated in one fan-out (encoding `.map` over models x
+benchmarks, then the matrices) and get their child runs (`.map`), so results land wave by wave.
 """
 
 from __future__ import annotations
@@ -150,21 +150,26 @@ def compare(
                 for k in range(len(model_dirs))]
 
     zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
-    rows = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
+    pending = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
     trained_specs = [s for s in specs if s["strategy"] != ZERO_SHOT]
-    for w in range(0, len(trained_specs), max(1, parallel)):
+    rows, children = [], []
+    for w in range(0, max(1, len(trained_specs)), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
         overrides = [train_overrides(s, workers, cpus, steps) for s in wave]
         trained = [f.result() for f in train_model.map(unmapped(profile), overrides,
                                                       unmapped(pairs), unmapped(results))]
         for s, t in zip(wave, trained, strict=True):
             log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
-            rows.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
-                         "train_summary": t["summary"], "train_config": t["config"]})
-    # one fan-out over every model x benchmark (Ray reuses its encoding workers across them)
-    for r, ev in zip(rows, evaluate([r["model_dir"] for r in rows]), strict=True):
-        r["evals"] = ev
-    child_ids = [c.result() for c in log_child_run.map(unmapped(parent), rows)]
+            pending.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
+                            "train_summary": t["summary"], "train_config": t["config"]})
+        # evaluate this wave (and the zero-shot models with the first): one fan-out over
+        # models x benchmarks, so results land wave by wave; then one child run per model
+        for r, ev in zip(pending, evaluate([r["model_dir"] for r in pending]), strict=True):
+            r["evals"] = ev
+        children.append(log_child_run.map(unmapped(parent), pending))
+        rows += pending
+        pending = []
+    child_ids = [c.result() for batch in children for c in batch]
 
     trained_rows = [r for r in rows if r.get("train_summary")]
     meta = {
