@@ -7,7 +7,9 @@ setting `B.mAP.<q>-<pool>`; B is e.g. `xquad_r`), artifacts (`config.json`,
 metrics.json}`) and the model (pyfunc over the HF dir) registered as `hybrid-retriever`.
 
 The task is cached on its inputs' content, and the run is tagged with that key: the same
-inputs never log a second run or register a second version, even with Prefect's cache gone.
+inputs never log a second run, even with Prefect's cache gone. Versions are tagged with the
+hash of their weights: a run whose model is registered already (a retrain on unchanged
+data, in its own experiment) is linked to that version instead of registering a copy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tasks.registry import DEFAULT_PROMOTION_METRIC, MODEL_NAME
 METRIC_NAMES = {"map": "mAP", "r@1": "R1", "r@10": "R10", "mrr@10": "MRR10",
                 "ndcg@10": "nDCG10", "r@100": "R100"}
 KEY_TAG = "hybrid.key"
+MODEL_HASH_TAG = "hybrid.model_hash"
 
 
 def bench_prefix(benchmark: str) -> str:
@@ -56,6 +59,22 @@ def flat_params(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
     return out
+
+
+def registered_version(client, model_hash: str):
+    """The registered version of `MODEL_NAME` whose weights hash to `model_hash`, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return None
+    return next((v for v in versions if v.tags.get(MODEL_HASH_TAG) == model_hash), None)
+
+
+def _alias_of(client, version) -> str | None:
+    mv = client.get_model_version(MODEL_NAME, version.version)
+    return (mv.aliases or [None])[0]
 
 
 def _log_key(ctx, p) -> str:
@@ -105,11 +124,18 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
             if promotion_metric not in metrics:
                 raise ValueError(f"promotion metric {promotion_metric!r} not among the run's "
                                  f"metrics (e.g. {sorted(metrics)[:5]})")
-            mv = log_retriever(train["model_dir"], MODEL_NAME,
-                               tags={"hybrid.key": key, promotion_metric: metrics[promotion_metric]})
-            promotion = promote(mv.version, MODEL_NAME, promotion_metric,
-                                promotion_margin).as_dict()
-            mlflow.set_tags({"hybrid.model_version": mv.version,
+            model_hash = tree_hash(train["model_dir"])
+            same = registered_version(client, model_hash)
+            if same is not None:  # these weights are registered already (e.g. a retrain
+                # on unchanged data): link the run to that version, register nothing
+                promotion = {"version": same.version, "alias": _alias_of(client, same)}
+            else:
+                mv = log_retriever(train["model_dir"], MODEL_NAME,
+                                   tags={"hybrid.key": key, MODEL_HASH_TAG: model_hash,
+                                         promotion_metric: metrics[promotion_metric]})
+                promotion = promote(mv.version, MODEL_NAME, promotion_metric,
+                                    promotion_margin).as_dict()
+            mlflow.set_tags({"hybrid.model_version": promotion["version"],
                              "hybrid.promotion": promotion["alias"]})
             run = client.get_run(active.info.run_id)
     base = mlflow.get_tracking_uri().rstrip("/")

@@ -61,13 +61,22 @@ def run_deployment(d: dict, name: str, **params) -> dict:
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+    )
 
-    async def read():
+    async def read():  # the run's task runs and those of its subflow runs
         async with get_client() as client:
             fr = await client.read_flow_run(run_id)
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fr.id])))
+            ids = [fr.id] + [c.id for c in children]
             trs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+            if children:  # leave out the parent's task runs that stand for the subflows
+                trs = [t for t in trs if t.flow_run_id != fr.id]
             return fr, trs
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -138,6 +147,27 @@ def test_identical_rerun_hits_every_cache_and_adds_no_version(first, deployed):
     assert second["tasks"] and all(s == "Cached" for s in second["tasks"].values()), \
         second["tasks"]
     assert len(_runs()) == 1
+    assert len(MlflowClient().search_model_versions("name='hybrid-retriever'")) == 1
+
+
+def test_weekly_retrain_on_unchanged_data_registers_nothing_new(first, deployed):
+    """`hybrid-retrain/weekly` (here with the tiny settings): every step is a cache hit but
+    the log, which goes to its own experiment and links the already registered version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    tiny = {"profile": "tiny", "workers": 2, "model": deployed["model"],
+            "sources": ["xquad-r:../shared/data/lareqa/xquad-r?langs=en,de,es"],
+            "benchmarks": {"xquad-r": "../shared/data/lareqa/xquad-r",
+                           "mlqa-r": "../shared/data/lareqa/mlqa-r-sample"},
+            "results_dir": deployed["results"]}
+    retrain = run_deployment(deployed, "hybrid-retrain/weekly", languages=["en", "de", "es"],
+                             **tiny)
+    states = {n: s for n, s in retrain["tasks"].items() if not n.startswith("log_and_register")}
+    assert states and all(s == "Cached" for s in states.values()), retrain["tasks"]
+    exp = mlflow.get_experiment_by_name("hybrid-retrain")
+    (run,) = MlflowClient().search_runs([exp.experiment_id])
+    assert run.data.tags["hybrid.model_version"] == "1"
     assert len(MlflowClient().search_model_versions("name='hybrid-retriever'")) == 1
 
 
