@@ -29,7 +29,7 @@ _RESOLVERS: dict[str, Resolver] = {}
 HF_ALLOW_PATTERNS = [
     "*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "sentencepiece.bpe.model", "spiece.model", "vocab.txt", "vocab.json", "merges.txt",
+    "sentencepiece.bpe.model", "spiece.model", "spm.model", "vocab.txt", "vocab.json", "merges.txt",
     "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
     "1_Pooling/config.json", "2_Normalize/*", "hybrid_encoder.json",
 ]
