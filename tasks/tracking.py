@@ -92,6 +92,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
     """Log everything to MLflow, register the model, promote; returns run id/url/version/alias."""
     import mlflow
 
+    from hybrid.redact import redact, redact_config
     from tasks.registry import log_retriever, promote
 
     key = _log_key(None, {"experiment": experiment, "config": config, "train": train,
@@ -108,7 +109,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
     else:
         with mlflow.start_run(run_name=config.get("run_name")) as active:
             mlflow.set_tag(KEY_TAG, key)
-            mlflow.log_params(flat_params(config))
+            mlflow.log_params(flat_params(redact_config(config)))  # no credentials in params
             metrics = {}
             for e in evals:
                 m = json.loads((Path(e["out"]) / "metrics.json").read_text(encoding="utf-8"))
@@ -120,7 +121,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
                     metrics[f"train.{k}"] = float(v)
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(Path(train["out"]) / "train_summary.json"))
-            mlflow.log_dict(config, "config.json")
+            mlflow.log_dict(redact_config(config), "config.json")
             if promotion_metric not in metrics:
                 raise ValueError(f"promotion metric {promotion_metric!r} not among the run's "
                                  f"metrics (e.g. {sorted(metrics)[:5]})")
@@ -138,7 +139,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
             mlflow.set_tags({"hybrid.model_version": promotion["version"],
                              "hybrid.promotion": promotion["alias"]})
             run = client.get_run(active.info.run_id)
-    base = mlflow.get_tracking_uri().rstrip("/")
+    base = redact(mlflow.get_tracking_uri().rstrip("/"))
     url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     return {"run_id": run.info.run_id, "run_url": url, "experiment": experiment,
             "model": MODEL_NAME, **promotion}
