@@ -88,7 +88,7 @@ def report() -> str:
             rows.append((f"training, {r['setting']} (pairs/s, ours vs ST)",
                          f"{r['ours']['pairs_per_s']} vs {r['st']['pairs_per_s']} = **{r['ratio']}x**",
                          ">= 1.3x", _ok(r["ratio"], TARGETS["train"]),
-                         tr["machine"]["date_utc"], "python -m bench.train_vs_st --ray --steps 5 --warmup 1"))
+                         tr["machine"]["date_utc"], tr.get("command", "python -m bench.train_vs_st")))
     else:
         rows.append(("training vs ST", "pending", ">= 1.3x", "pending", "-", "python -m bench.train_vs_st --ray --steps 5 --warmup 1"))
     if en:

@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
               "max_len": {"query": 64, "passage": 128, "st_max_seq_length": 128,
                           "questions_over_64_tokens": over},
               "timed_steps_per_run": args.steps, "warmup_steps": args.warmup, "rounds": args.rounds,
-              "machine": mach, "results": rows}
+              "machine": mach, "results": rows,
+              "command": " ".join(["python -m bench.train_vs_st"] + sys.argv[1:])}
     if args.ray:
         n = args.warmup + args.steps
         result["ray"] = [ray_run(pairs, args.batch_size, n, w) for w in (1, 2)]
