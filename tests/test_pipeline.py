@@ -196,3 +196,25 @@ def test_evaluate_deployment_pulls_the_champion_from_the_registry(first, deploye
     (trained,) = [r for r in _runs() if r.data.tags.get("hybrid.model_version") == "1"]
     for key in ("xquad_r.mAP.multi", "xquad_r.mAP.de-en", "mlqa_r.mAP.multi"):
         assert run.data.metrics[key] == pytest.approx(trained.data.metrics[key], abs=1e-6), key
+
+
+def test_weekly_schedule_creates_scheduled_runs(deployed):
+    """The server's scheduler turns retrain/weekly's cron into SCHEDULED flow runs (it failed
+    on every cycle with SQLAlchemy 2.1, which Prefect 3.8's server does not support)."""
+    import time
+
+    deadline = time.monotonic() + 120
+    runs: list = []
+    while time.monotonic() < deadline:
+        r = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls", "--flow-name",
+                            "hybrid-retrain", "--state", "SCHEDULED", "-o", "json"],
+                           cwd=ROOT, env=deployed["env"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs = json.loads(r.stdout or "[]")
+        if runs:
+            break
+        time.sleep(5)
+    assert runs, "no scheduled run of hybrid-retrain/weekly appeared within 120 s"
+    assert all(run["state_type"] == "SCHEDULED" for run in runs)
+    log = Path(deployed["stack"].state) / "logs" / "prefect.log"
+    assert "Can't evaluate bulk DML" not in log.read_text(errors="replace")
