@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check hybrid tasks flows infra tests bench
 
 bench: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python -m bench.run_all
 
 clean:

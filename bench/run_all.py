@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import accelerate  # noqa: F401  (SentenceTransformerTrainer needs it)
         except ImportError:
-            print("installing accelerate (bench/requirements.txt) for SentenceTransformerTrainer", flush=True)
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
-                            "-r", str(REPO / "bench" / "requirements.txt")], check=True)
+            print('error: the bench extra is missing: pip install -c constraints.txt -e ".[bench]" '
+                  "(or run make bench)", file=sys.stderr)
+            return 2
         with held(args.lock):
             for name in args.only.split(","):
                 print(f"== {name}", flush=True)

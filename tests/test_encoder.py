@@ -140,3 +140,21 @@ def test_save_refuses_a_file_path(enc, tmp_path):
     with pytest.raises(HybridError, match="not a directory"):
         enc.save(target)
     assert target.read_text() == "keep"
+
+
+def test_embed_texts_in_chunks_equals_one_padded_batch(enc):
+    """The training step's length-sorted chunks give the one-batch vectors in input order,
+    and gradients reach the encoder through every chunk."""
+    texts = ["short", "a much longer passage " * 6, "mid length text here", "x",
+             "another fairly long sentence about rivers and mountains", "zz zz"]
+    whole = enc.embed(enc.tokenize(texts, "passage"))
+    for chunk in (1, 2, 4):
+        got = enc.embed_texts(texts, "passage", chunk=chunk)
+        assert got.shape == whole.shape
+        assert torch.allclose(got, whole, atol=1e-5), chunk
+    enc.model.zero_grad()
+    enc.embed_texts(texts, "passage", chunk=2).sum().backward()
+    grads = [p.grad for p in enc.model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    enc.model.zero_grad()
+    assert enc.embed_texts([], "query").shape == (0, enc.dim)
