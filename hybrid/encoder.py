@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hybrid.errors import HybridError
+from hybrid.io import iter_jsonl
 from hybrid.paths import check_data_path
 
 Kind = Literal["query", "passage"]
@@ -252,8 +253,6 @@ class BiEncoder(torch.nn.Module):
 def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
     """Texts from `.txt` (one per line, every line kept), `.jsonl` (objects with
     `column`) or `.parquet` (string column `column`)."""
-    import json
-
     p = check_data_path(path, what="--input")
     if not p.is_file():
         raise HybridError(f"{p}: no such file")
@@ -262,17 +261,10 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
         return p.read_text(encoding="utf-8").splitlines()
     if suffix == ".jsonl":
         texts = []
-        with p.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise HybridError(f"{p}:{n}: not valid JSON ({exc})") from exc
-                if not isinstance(obj, dict) or not isinstance(obj.get(column), str):
-                    raise HybridError(f"{p}:{n}: expected an object with a string {column!r}")
-                texts.append(obj[column])
+        for n, obj in iter_jsonl(p):
+            if not isinstance(obj, dict) or not isinstance(obj.get(column), str):
+                raise HybridError(f"{p}:{n}: expected an object with a string {column!r}")
+            texts.append(obj[column])
         return texts
     if suffix == ".parquet":
         import pyarrow.parquet as pq

@@ -44,6 +44,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed value) for each non-blank line of a UTF-8 JSONL file.
+
+    A line that is not JSON raises HybridError `{path}:{n}: not valid JSON (...)`; checking
+    the value's shape is the caller's.
+    """
+    from hybrid.errors import HybridError
+
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except ValueError as exc:
+                raise HybridError(f"{path}:{n}: not valid JSON ({exc})") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -18,7 +18,6 @@ relevant document in the qrels are kept in the table; the evaluation skips and c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybrid.errors import HybridError
+from hybrid.io import iter_jsonl
 from hybrid.paths import check_data_path
 
 CorpusChunks = Callable[[int], Iterator[pd.DataFrame]]
@@ -84,18 +84,11 @@ def read_queries_tsv(path) -> pd.DataFrame:
 
 
 def _jsonl_docs(path: Path) -> Iterator[tuple[str, str]]:
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise HybridError(f"{path}:{n}: not valid JSON ({exc})") from None
-            docid = obj.get("_id", obj.get("docid")) if isinstance(obj, dict) else None
-            if docid is None or not isinstance(obj.get("text"), str):
-                raise HybridError(f"{path}:{n}: expected an object with '_id' (or 'docid') and 'text'")
-            yield str(docid), doc_text(obj.get("title"), obj["text"])
+    for n, obj in iter_jsonl(path):
+        docid = obj.get("_id", obj.get("docid")) if isinstance(obj, dict) else None
+        if docid is None or not isinstance(obj.get("text"), str):
+            raise HybridError(f"{path}:{n}: expected an object with '_id' (or 'docid') and 'text'")
+        yield str(docid), doc_text(obj.get("title"), obj["text"])
 
 
 def read_trec_dir(source) -> Collection:
