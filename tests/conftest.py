@@ -35,3 +35,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
     shared = os.environ.get("HYBRID_TEST_CACHE")
     monkeypatch.setenv("HYBRID_CACHE", shared or str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for the module (encoding uses a running Ray as is)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny deterministic test model (seed 0); modules that need a variant define their own."""
+    from hybrid.model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")

@@ -14,21 +14,6 @@ from hybrid.evaluation.bitext import pair_ranks, pool
 from hybrid.evaluation.matrix import score_matrix
 from hybrid.evaluation.metrics import ranks_from_scores
 from hybrid.evaluation.trec import read_qrels, read_run
-from hybrid.model import make_tiny_model
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,6 @@ from hybrid.cli import main
 from hybrid.data import article_split, read_lareqa
 from hybrid.evaluation import encode_texts, evaluate
 from hybrid.evaluation.encode import cache_entry
-from hybrid.model import make_tiny_model
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray for the module (encode uses a running Ray as is)."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

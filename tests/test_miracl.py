@@ -16,23 +16,8 @@ from hybrid.data.miracl import read_miracl
 from hybrid.errors import HybridError
 from hybrid.evaluation.ir import retrieve
 from hybrid.evaluation.trec import read_qrels
-from hybrid.model import make_tiny_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "miracl"
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def test_reader_streams_the_corpus_in_chunks():
