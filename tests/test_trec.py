@@ -15,9 +15,10 @@ MEASURES = {"ndcg@10": nDCG @ 10, "mrr@10": RR @ 10, "r@100": R @ 100, "map": AP
 
 
 def random_collection(seed: int, n_q: int = 60, n_docs: int = 400, depth: int = 100,
-                      tie_every: int = 0):
-    """A run (top `depth` of random scores) and binary qrels with judged non-relevant
-    documents, relevant documents outside the run, and queries with nothing relevant."""
+                      tie_every: int = 0, graded: bool = False):
+    """A run (top `depth` of random scores) and qrels (binary, or `graded` 1-3) with judged
+    non-relevant documents, relevant documents outside the run, and queries with nothing
+    relevant."""
     rng = np.random.default_rng(seed)
     runs, qrels = [], []
     for q in range(n_q):
@@ -30,7 +31,8 @@ def random_collection(seed: int, n_q: int = 60, n_docs: int = 400, depth: int = 
         n_rel = 0 if q % 13 == 5 else int(rng.integers(1, 15))
         rel = rng.choice(n_docs, size=n_rel + 3, replace=False)
         qrels.append(pd.DataFrame({"qid": f"q{q}", "docid": [f"d{i}" for i in rel],
-                                   "relevance": [1] * n_rel + [0] * 3}))
+                                   "relevance": [*(rng.integers(1, 4, n_rel) if graded
+                                                   else [1] * n_rel), 0, 0, 0]}))
     return pd.concat(runs, ignore_index=True), pd.concat(qrels, ignore_index=True)
 
 
@@ -56,6 +58,20 @@ def test_run_metrics_equal_ir_measures(seed, tmp_path):
         assert ours[name] == pytest.approx(theirs[name], abs=1e-9), name
     assert counts == {"queries": 55, "skipped": 5}  # q5, q18, ... have nothing relevant
     assert len(table) == 55
+
+
+def test_graded_qrels_give_trec_evals_graded_ndcg(tmp_path):
+    """Relevance 1-3: nDCG@10 uses the levels as gains (ideal from the judged levels), as
+    trec_eval's ndcg_cut.10; RR, R@100 and AP stay binary (relevance > 0)."""
+    run, qrels = random_collection(5, graded=True)
+    assert set(qrels["relevance"]) == {0, 1, 2, 3}
+    ours, _, _ = run_metrics(run, qrels)
+    theirs = ir_measures_means(run, qrels, tmp_path)
+    for name in MEASURES:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-9), name
+    binary, _, _ = run_metrics(run, qrels.assign(relevance=(qrels["relevance"] > 0).astype(int)))
+    assert binary["ndcg@10"] != pytest.approx(ours["ndcg@10"], abs=1e-6)  # the grades count
+    assert binary["map"] == ours["map"] and binary["r@100"] == ours["r@100"]
 
 
 def test_with_ties_the_tools_ranks_are_pessimistic(tmp_path):

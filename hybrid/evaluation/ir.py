@@ -9,14 +9,15 @@ and merged into the running top `depth`; only one chunk's texts and vectors are 
 at a time. The retrieved items' scores are recomputed as float64 dot products rounded to
 float32 (`score_matrix`'s rule), so they do not depend on the index or the chunking.
 
-Metrics (`run_metrics`): a document is relevant when its qrels relevance is > 0 (binary
-gain, as MIRACL's judgements are binary). The rank of a relevant document in the run is the
-number of the query's retrieved documents scoring >= its score (the tool's pessimistic tie
-rule); a relevant document not retrieved has rank infinity (it adds nothing to AP, R@k,
-MRR or nDCG but counts in their denominators). Then `metrics.per_query`: nDCG@10, R@100,
-MRR@10, AP over the run (`map`), R@1, R@10. Queries without a relevant document are
-skipped and counted. On runs without tied scores these equal trec_eval's (tested against
-ir_measures).
+Metrics (`run_metrics`): a document is relevant when its qrels relevance is > 0; nDCG@10
+takes the relevance as its gain (graded qrels, e.g. 1-3, give graded nDCG as trec_eval's
+ndcg_cut.10; MIRACL's judgements are binary), the other metrics are binary. The rank of a
+relevant document in the run is the number of the query's retrieved documents scoring >=
+its score (the tool's pessimistic tie rule); a relevant document not retrieved has rank
+infinity (it adds nothing to AP, R@k, MRR or nDCG but counts in their denominators and in
+nDCG's ideal). Then `metrics.per_query`: nDCG@10, R@100, MRR@10, AP over the run (`map`),
+R@1, R@10. Queries without a relevant document are skipped and counted. On runs without
+tied scores these equal trec_eval's (tested against ir_measures, binary and graded).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def retrieve(model, collection, *, depth: int = 100, chunk_size: int = 100_000,
 def run_metrics(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[dict, dict, pd.DataFrame]:
     """(mean metrics, {"queries", "skipped"}, per-query table) of a run against qrels (see
     the module docstring). `run` has qid, docid, score; `qrels` qid, docid, relevance."""
-    rel = qrels[qrels["relevance"] > 0][["qid", "docid"]].drop_duplicates()
+    rel = (qrels[qrels["relevance"] > 0].groupby(["qid", "docid"], as_index=False)["relevance"]
+           .max())
     run_q = set(run["qid"])
     rel = rel[rel["qid"].isin(run_q)]
     if rel.empty:
@@ -108,12 +110,13 @@ def run_metrics(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[dict, dict, pd.
     pos = {qid: i for i, qid in enumerate(qids)}
     width = int(merged.groupby("qid").size().max())
     mat = np.full((len(qids), width), np.nan)
+    gains = np.zeros((len(qids), width))
     fill = np.zeros(len(qids), dtype=int)
-    for qid, r in zip(merged["qid"], merged["rank"], strict=True):
+    for qid, r, g in zip(merged["qid"], merged["rank"], merged["relevance"], strict=True):
         i = pos[qid]
-        mat[i, fill[i]] = r
+        mat[i, fill[i]], gains[i, fill[i]] = r, g
         fill[i] += 1
-    pq = per_query(mat)
+    pq = per_query(mat, gains)
     table = pd.DataFrame({"qid": qids, **pq})
     return ({m: float(v.mean()) for m, v in pq.items()},
             {"queries": len(qids), "skipped": len(run_q) - len(qids)}, table)

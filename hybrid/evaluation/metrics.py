@@ -14,7 +14,10 @@ Per-query metrics, for n relevant items with ranks r_1 <= ... <= r_n:
 - AP       = (1/n) * sum_i hits(r_i) / r_i, hits(r) = #relevant items with rank <= r
 - R@k      = #{i : r_i <= k} / n (the fraction of the relevant items found in the top k)
 - MRR@10   = 1 / r_1 if r_1 <= 10 else 0
-- nDCG@10  = sum_{r_i <= 10} 1/log2(r_i + 1) / sum_{i=1}^{min(n, 10)} 1/log2(i + 1)
+- nDCG@10  = sum_{r_i <= 10} 1/log2(r_i + 1) / sum_{i=1}^{min(n, 10)} 1/log2(i + 1); with
+  graded `gains` g_i (TREC relevance levels): sum_{r_i <= 10} g_i/log2(r_i + 1) divided by
+  the same sum over the gains sorted descending at ranks 1..10 (trec_eval's ndcg_cut.10:
+  linear gains, judged documents only in the ideal)
 - language bias (pooled settings) = r_n - r_1, the spread of the ranks of a question's
   parallel answers; defined for queries with at least two relevant items.
 A setting's value is the mean over its queries.
@@ -43,9 +46,22 @@ def _check(ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return r, valid, n
 
 
-def per_query(ranks: np.ndarray) -> dict[str, np.ndarray]:
-    """Each metric of `METRICS` for each query (arrays of length n_queries)."""
+def per_query(ranks: np.ndarray, gains: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each metric of `METRICS` for each query (arrays of length n_queries). `gains`
+    (same shape as `ranks`, > 0 where a rank is given): graded relevance for nDCG@10;
+    None: every relevant item has gain 1. The other metrics are binary either way."""
+    if gains is not None:
+        raw = np.asarray(ranks, dtype=np.float64)
+        g = np.asarray(gains, dtype=np.float64)
+        if g.shape != raw.shape:
+            raise ValueError(f"gains shape {g.shape} differs from ranks shape {raw.shape}")
+        order = np.argsort(raw, axis=1, kind="stable")  # NaN last, as in _check
+        g = np.take_along_axis(np.where(np.isnan(raw), 0.0, g), order, axis=1)
     r, valid, n = _check(ranks)
+    if gains is None:
+        g = valid.astype(np.float64)
+    elif (g[valid] <= 0).any():
+        raise ValueError("gains of relevant items must be > 0")
     filled = np.where(valid, r, np.inf)
     # hits(r_i): relevant items ranked at or above r_i (ties share the group's last rank).
     hits = (filled[:, None, :] <= filled[:, :, None]).sum(axis=2)
@@ -56,15 +72,15 @@ def per_query(ranks: np.ndarray) -> dict[str, np.ndarray]:
 
     first = filled[:, 0]
     mrr = np.where(first <= 10, 1.0 / first, 0.0)
-    gains = np.where(filled <= 10, 1.0 / np.log2(np.where(valid, r, 1.0) + 1.0), 0.0).sum(axis=1)
-    ideal_discounts = np.cumsum(1.0 / np.log2(np.arange(2, 12)))  # for 1..10 relevant items
-    ideal = ideal_discounts[np.minimum(n, 10) - 1]
+    dcg = np.where(filled <= 10, g / np.log2(np.where(valid, r, 1.0) + 1.0), 0.0).sum(axis=1)
+    best = -np.sort(-g, axis=1)[:, :10]  # the ideal ranking: gains descending at ranks 1..10
+    ideal = (best / np.log2(np.arange(2, best.shape[1] + 2))).sum(axis=1)
     return {
         "map": ap,
         "r@1": recall(1),
         "r@10": recall(10),
         "mrr@10": mrr,
-        "ndcg@10": gains / ideal,
+        "ndcg@10": dcg / ideal,
         "r@100": recall(100),
     }
 
