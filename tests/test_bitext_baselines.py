@@ -51,3 +51,32 @@ def test_known_ids_get_their_pooling_and_prefixes(tiny, tmp_path):
     # unknown models and directories this tool wrote keep their own settings
     assert with_baseline_settings("me5-small") == "me5-small"
     assert with_baseline_settings(str(tiny)) == str(tiny)
+
+
+def test_training_starts_from_a_baselines_settings(tiny, tmp_path):
+    """`hybrid train` on a known baseline: the trainer's model dir is the overlay, and the
+    encoder the training loop builds from it (config prefixes/pooling None) has the
+    baseline's CLS pooling and no prefixes; a directory this tool wrote keeps its own."""
+    import pandas as pd
+
+    from hybrid.data.pairs import write_pairs
+    from hybrid.train import load_profile
+    from hybrid.train.trainer import precheck
+
+    rows = [{"dataset": "toy", "xling_id": f"id{i}", "lang": lg, "question": f"{lg} q {i}",
+             "positive": f"{lg} a {i}", "context": None, "hard_negatives": []}
+            for i in range(40) for lg in ("en", "de")]
+    write_pairs(pd.DataFrame(rows), tmp_path / "pairs", {"source": "test"})
+    labse = hf_cache_dir(tiny, tmp_path, "sentence-transformers/LaBSE")
+
+    def start(model) -> BiEncoder:
+        cfg = load_profile("tiny").override(**{"model.model": str(model), "out": str(tmp_path / "o"),
+                                               "data.pairs": str(tmp_path / "pairs")})
+        m = cfg.model  # as hybrid.train.loop builds the encoder
+        return BiEncoder.from_pretrained(precheck(cfg), pooling=m.pooling, query_prefix=m.query_prefix,
+                                         passage_prefix=m.passage_prefix)
+
+    enc = start(labse)
+    assert enc.pooling == "cls" and enc.prefixes == {"query": "", "passage": ""}
+    own = start(tiny)
+    assert own.pooling == "mean" and own.prefixes == {"query": "query: ", "passage": "passage: "}

@@ -26,9 +26,11 @@ class ModelArgs:
     """The encoder: a model spec (`hybrid.model.resolve_model`) and its BiEncoder settings."""
 
     model: str = "me5-small"
-    pooling: str | None = None            # None: from the model directory (mean for mE5)
-    query_prefix: str = "query: "
-    passage_prefix: str = "passage: "
+    # None: from the starting model's directory (hybrid_encoder.json; for a known baseline
+    # such as LaBSE or XLM-R, `with_baseline_settings`' table; else mean, "query: ", "passage: ")
+    pooling: str | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
     max_query_len: int = 64
     max_passage_len: int = 128
     freeze_embeddings: bool | None = None  # None: frozen on CPU, trained on GPU

@@ -64,9 +64,11 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 def precheck(config: TrainConfig):
-    """Config, pairs table and sampler errors as HybridError before Ray starts; the model dir."""
+    """Config, pairs table and sampler errors as HybridError before Ray starts; the model dir
+    (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`)."""
     from hybrid.data.pairs import load_pairs
     from hybrid.model import resolve_model
+    from hybrid.model.baselines import with_baseline_settings
     from hybrid.train.loop import make_samplers
 
     config.validate()
@@ -75,7 +77,7 @@ def precheck(config: TrainConfig):
     if config.data.hard_negatives and not table["hard_negatives"].map(len).all():
         raise HybridError(f"--hard-negatives {config.data.hard_negatives}: some rows of "
                           f"{config.data.pairs} have no hard negatives")
-    return resolve_model(config.model.model)
+    return resolve_model(with_baseline_settings(config.model.model))
 
 
 def _start_ray(config: TrainConfig) -> bool:
