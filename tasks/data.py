@@ -42,7 +42,9 @@ def download_benchmark(benchmark: str, source: str) -> str:
 def prepare_benchmark(benchmark: str, source: str | None, results_dir: str) -> str:
     """`hybrid data prepare`: questions/candidates/qrels Parquet + meta.json; returns the dir."""
     from hybrid.data.lareqa import read_lareqa, write_benchmark
+    from hybrid.paths import validate_name
 
+    validate_name(benchmark, where="benchmarks")  # before it becomes a path component
     out = Path(results_dir) / "data" / benchmark / _prepare_key(None, {
         "benchmark": benchmark, "source": source, "results_dir": results_dir})[:16]
     if not (out / "meta.json").is_file():
