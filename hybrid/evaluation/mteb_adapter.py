@@ -31,6 +31,11 @@ from hybrid.errors import HybridError
 from hybrid.evaluation.results import check_out, fmt, write_result
 from hybrid.paths import check_data_path
 
+#: The tasks `hybrid mteb` and the flows' `mteb` benchmark run when none are named: MTOP
+#: intent and domain classification, XQuAD and MLQA retrieval, Tatoeba bitext mining.
+DEFAULT_TASKS = ("MTOPIntentClassification", "MTOPDomainClassification", "XQuADRetrieval",
+                 "MLQARetrieval", "Tatoeba")
+
 
 def _mteb():
     try:
