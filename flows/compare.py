@@ -26,15 +26,9 @@ from prefect import flow, get_run_logger, unmapped
 from flows.common import cpus_for, default_benchmarks, default_sources, ensure_ray
 from hybrid.evaluation.compare_report import ZERO_SHOT, strategy_label
 from hybrid.io import write_json
-from tasks.compare import (
-    compare_report_task,
-    finish_parent_run,
-    log_child_run,
-    resolve_model_task,
-    start_parent_run,
-)
+from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
 from tasks.data import build_pairs_table, download_benchmark, is_remote, prepare_benchmark
-from tasks.evaluate import encode_benchmark_task, evaluation_matrix
+from tasks.evaluate import encode_benchmark_task, evaluation_matrix, resolve_model_task
 from tasks.hashing import dict_hash
 from tasks.train import train_model
 

@@ -1,7 +1,7 @@
-"""Tasks of the strategy comparison: the untrained model, the MLflow parent run and one nested
-child run per evaluated model, and the comparison report
-(`hybrid.evaluation.compare_report`). Training, encoding and the matrix are the pipeline's
-own cached tasks (tasks/train.py, tasks/evaluate.py).
+"""Tasks of the strategy comparison: the MLflow parent run and one nested child run per
+evaluated model, and the comparison report (`hybrid.evaluation.compare_report`). Resolving
+the untrained model, training, encoding and the matrix are the pipeline's own cached tasks
+(tasks/evaluate.py, tasks/train.py).
 
 MLflow: one parent run per comparison (tagged `hybrid.key`, the hash of the comparison's
 config; a finished parent with the same key is reused, so an identical re-run logs nothing
@@ -19,21 +19,9 @@ from pathlib import Path
 from prefect import task
 
 from tasks.hashing import dict_hash
-from tasks.tracking import KEY_TAG, flat_metrics, flat_params
+from tasks.tracking import KEY_TAG, flat_params, log_evals
 
 PARENT_TAG = "mlflow.parentRunId"
-
-
-@task(retries=2, retry_delay_seconds=5, task_run_name="resolve-{model}")
-def resolve_model_task(model: str) -> str:
-    """A local HF dir for `model` (a dir, `me5-small`, an HF id, or a `models:/` URI)."""
-    if model.startswith("models:/"):
-        from tasks.registry import resolve_models_uri
-
-        return str(resolve_models_uri(model))
-    from hybrid.model import resolve_model
-
-    return str(resolve_model(model))
 
 
 @task
@@ -76,12 +64,7 @@ def log_child_run(parent: dict, run: dict) -> str | None:
     rid = child.info.run_id
     params = {"strategy": run["strategy"], "alpha": run.get("alpha"), "seed": run.get("seed"),
               "model": run["model"], **flat_params(run.get("train_config") or {}, "train.")}
-    metrics = {}
-    for bench, out in run["evals"].items():
-        m = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
-        metrics.update(flat_metrics(bench, m))
-        for f in ("report.md", "map_matrix.png", "map_matrix.csv", "metrics.json"):
-            client.log_artifact(rid, str(Path(out) / f), f"eval/{bench}")
+    metrics = log_evals(client, rid, [{"benchmark": b, "out": o} for b, o in run["evals"].items()])
     for k, v in (run.get("train_summary") or {}).items():
         if isinstance(v, (int, float)):
             metrics[f"train.{k}"] = float(v)

@@ -1,10 +1,12 @@
 """Log a pipeline run to MLflow and register its model, then apply the promotion gate.
 
 One MLflow experiment per flow. A run holds: params (the full config, flattened), metrics
-(per benchmark B: `B.<metric>.<mono|cross|multi>`, `B.language_bias`, and the mAP of every
-setting `B.mAP.<q>-<pool>`; B is e.g. `xquad_r`), artifacts (`config.json`,
-`train_summary.json`, `eval/<benchmark>/{report.md, map_matrix.png, map_matrix.csv,
-metrics.json}`) and the model (pyfunc over the HF dir) registered as `hybrid-retriever`.
+(`flat_metrics`, per benchmark B, e.g. `xquad_r`, `tatoeba`: `B.<metric>.<group>` for every
+summary group of its metrics.json, `B.language_bias`, and each setting's headline metric
+`B.<headline>.<setting>`, e.g. `xquad_r.mAP.de-en`, `tatoeba.Acc1.de-en`), artifacts
+(`config.json`, `train_summary.json`, `eval/<benchmark>/{report.md, metrics.json}` and for
+LAReQA `map_matrix.png`, `map_matrix.csv`) and the model (pyfunc over the HF dir)
+registered as `hybrid-retriever`. `log_evaluation` logs an evaluation-only run the same way.
 
 The task is cached on its inputs' content, and the run is tagged with that key: the same
 inputs never log a second run, even with Prefect's cache gone. Versions are tagged with the
@@ -15,6 +17,7 @@ data, in its own experiment) is linked to that version instead of registering a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from prefect import task
@@ -23,8 +26,12 @@ from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from tasks.hashing import dict_hash, tree_hash
 from tasks.registry import DEFAULT_PROMOTION_METRIC, MODEL_NAME
 
+#: MLflow names of metrics.json's metric keys (others are used as they are).
 METRIC_NAMES = {"map": "mAP", "r@1": "R1", "r@10": "R10", "mrr@10": "MRR10",
-                "ndcg@10": "nDCG10", "r@100": "R100"}
+                "ndcg@10": "nDCG10", "r@100": "R100", "accuracy@1": "Acc1",
+                "main_score": "main"}
+#: The files of an evaluation directory logged as artifacts (those it has).
+EVAL_ARTIFACTS = ("report.md", "map_matrix.png", "map_matrix.csv", "metrics.json")
 KEY_TAG = "hybrid.key"
 MODEL_HASH_TAG = "hybrid.model_hash"
 
@@ -33,21 +40,51 @@ def bench_prefix(benchmark: str) -> str:
     return benchmark.replace("-", "_")
 
 
+def _key(part: str) -> str:
+    """A metric-name part with characters MLflow refuses replaced by '_'."""
+    return re.sub(r"[^\w\-./ ]", "_", str(part))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def flat_metrics(benchmark: str, metrics: dict) -> dict[str, float]:
-    """MLflow metrics of one benchmark's metrics.json (None values left out)."""
+    """MLflow metrics of one benchmark's metrics.json (None values left out): every summary
+    group's metrics `B.<metric>.<group>` (LAReQA: mono, cross, multi; Tatoeba: xx-en, en-xx;
+    MIRACL: mono; bitext, TREC, MTEB: all), a number in the summary as `B.<name>` (LAReQA's
+    language_bias), and each setting's headline metric (`HEADLINE[benchmark]`: mAP,
+    accuracy@1, nDCG@10, the MTEB main score) as `B.<headline>.<setting>`."""
+    from hybrid.evaluation.benchmarks import HEADLINE
+
     b = bench_prefix(benchmark)
     out: dict[str, float] = {}
-    summary = metrics.get("summary", {})
-    for kind in ("mono", "cross", "multi"):
-        for m, v in (summary.get(kind) or {}).items():
-            if v is not None:
-                out[f"{b}.{METRIC_NAMES.get(m, m)}.{kind}"] = float(v)
-    if summary.get("language_bias") is not None:
-        out[f"{b}.language_bias"] = float(summary["language_bias"])
+    for group, vals in (metrics.get("summary") or {}).items():
+        if isinstance(vals, dict):
+            for m, v in vals.items():
+                if _number(v):
+                    out[f"{b}.{METRIC_NAMES.get(m, _key(m))}.{_key(group)}"] = float(v)
+        elif _number(vals):
+            out[f"{b}.{_key(group)}"] = float(vals)
+    head = HEADLINE.get(benchmark, "map")
     for setting, vals in (metrics.get("settings") or {}).items():
-        if vals and vals.get("map") is not None:
-            out[f"{b}.mAP.{setting}"] = float(vals["map"])
+        if vals and _number(vals.get(head)):
+            out[f"{b}.{METRIC_NAMES.get(head, _key(head))}.{_key(setting)}"] = float(vals[head])
     return out
+
+
+def log_evals(client, run_id: str, evals: list[dict]) -> dict[str, float]:
+    """Log each evaluation's files (`EVAL_ARTIFACTS`) under `eval/<benchmark>/` of run
+    `run_id`; returns the MLflow metrics of all of them (`flat_metrics`), not yet logged."""
+    metrics: dict[str, float] = {}
+    for e in evals:
+        out = Path(e["out"])
+        metrics.update(flat_metrics(e["benchmark"],
+                                    json.loads((out / "metrics.json").read_text(encoding="utf-8"))))
+        for name in EVAL_ARTIFACTS:
+            if (out / name).is_file():
+                client.log_artifact(run_id, str(out / name), f"eval/{e['benchmark']}")
+    return metrics
 
 
 def flat_params(d: dict, prefix: str = "") -> dict[str, str]:
@@ -110,12 +147,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
         with mlflow.start_run(run_name=config.get("run_name")) as active:
             mlflow.set_tag(KEY_TAG, key)
             mlflow.log_params(flat_params(redact_config(config)))  # no credentials in params
-            metrics = {}
-            for e in evals:
-                m = json.loads((Path(e["out"]) / "metrics.json").read_text(encoding="utf-8"))
-                metrics.update(flat_metrics(e["benchmark"], m))
-                for name in ("report.md", "map_matrix.png", "map_matrix.csv", "metrics.json"):
-                    mlflow.log_artifact(str(Path(e["out"]) / name), f"eval/{e['benchmark']}")
+            metrics = log_evals(client, active.info.run_id, evals)
             for k, v in (train.get("summary") or {}).items():
                 if isinstance(v, (int, float)) and v is not None:
                     metrics[f"train.{k}"] = float(v)
@@ -143,3 +175,18 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
     url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     return {"run_id": run.info.run_id, "run_url": url, "experiment": experiment,
             "model": MODEL_NAME, **promotion}
+
+
+@task
+def log_evaluation(experiment: str, model: str, evals: list[dict]) -> str:
+    """One MLflow run in `experiment` for an evaluation without training (`hybrid-evaluate`):
+    param `model` and `benchmarks`, the evaluations' metrics and files (`log_evals`);
+    returns the run id."""
+    import mlflow
+
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_params({"model": model,
+                           "benchmarks": json.dumps([e["benchmark"] for e in evals])})
+        mlflow.log_metrics(log_evals(mlflow.MlflowClient(), run.info.run_id, evals))
+    return run.info.run_id
