@@ -1,5 +1,6 @@
 """`hybrid-pipeline`: benchmarks -> parallel QA table -> train (Ray Train) -> encode (fan out)
--> evaluation matrix -> log to MLflow and register, with the champion/challenger gate.
+-> evaluation matrix (and any extra benchmark: Tatoeba, bitext, MIRACL, TREC, MTEB) -> log
+to MLflow and register, with the champion/challenger gate.
 
 Every step is a cached task (see tasks/): re-running with the same parameters and data is
 cache hits all the way and registers no new model version. Outputs live under
@@ -10,12 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 
-from flows.common import cpus_for, default_benchmarks, default_sources, ensure_ray
+from flows.common import (
+    benchmark_plan,
+    cpus_for,
+    default_sources,
+    ensure_ray,
+    eval_splits_for,
+    lareqa_evaluations,
+    prepare_lareqa,
+    submit_extras,
+)
 from hybrid.io import write_json
-from tasks.data import build_pairs_table, download_benchmark, is_remote, prepare_benchmark
-from tasks.evaluate import encode_benchmark_task, evaluation_matrix
+from tasks.data import build_pairs_table
 from tasks.registry import DEFAULT_PROMOTION_METRIC
 from tasks.tracking import log_and_register
 from tasks.train import train_model
@@ -31,7 +40,7 @@ def pipeline(
     steps: int | None = None,
     cpus_per_worker: int | None = None,
     sources: list[str] | None = None,
-    benchmarks: dict[str, str] | None = None,
+    benchmarks: list[str] | dict[str, str | None] | None = None,
     eval_splits: dict[str, str] | None = None,
     languages: list[str] | None = None,
     promotion_metric: str = DEFAULT_PROMOTION_METRIC,
@@ -44,22 +53,22 @@ def pipeline(
     profile/model/strategy/alpha/workers/steps/cpus_per_worker: the training config (a
     profile of hybrid/train/profiles with overrides; CPUs per worker default to the Ray
     cluster's CPUs shared evenly, capped at the largest node's). sources: `hybrid data pairs` source specs
-    (default: the XQuAD-R train split). benchmarks: {name: source dir/URL/"upstream"}
-    (default: XQuAD-R and MLQA-R). eval_splits: per benchmark "all" or "heldout" (default:
-    XQuAD-R held-out articles, unseen in training). languages: restrict the evaluation.
+    (default: the XQuAD-R train split). benchmarks: entries `NAME[:SOURCE][?OPTIONS]`
+    (`flows.common.benchmark_plan`): XQuAD-R and MLQA-R always (an entry sets another
+    source), plus any of tatoeba, bitext, miracl, trec, mteb, e.g. ["tatoeba"]; checked
+    before anything runs. eval_splits: per LAReQA benchmark "all" or "heldout" (default:
+    XQuAD-R held-out articles, unseen in training). languages: restrict the LAReQA
+    evaluation (extras take `?langs=`).
     promotion_metric/promotion_margin: the champion gate (an MLflow metric name).
     """
     log = get_run_logger()
+    plan = benchmark_plan(benchmarks)  # bad entries stop here, before anything is written
     sources = sources or default_sources()
-    benchmarks = benchmarks or default_benchmarks()
-    eval_splits = {"xquad-r": "heldout", **(eval_splits or {})}
+    eval_splits = eval_splits_for(eval_splits)
     results = str(Path(results_dir).resolve())
     ensure_ray()
 
-    bench_dirs = {}
-    for name, src in benchmarks.items():
-        wait = [download_benchmark.submit(name, src)] if is_remote(src) else None
-        bench_dirs[name] = prepare_benchmark.submit(name, src, results, wait_for=wait)
+    prepared = prepare_lareqa(plan.lareqa, results)
     pairs = build_pairs_table(sources, results)
     overrides = {"model.model": model, "data.strategy": strategy, "data.alpha": alpha,
                  "run.workers": workers, "run.steps": steps,
@@ -68,25 +77,21 @@ def pipeline(
     trained = train_model(profile, overrides, pairs, results)
     log.info("trained: %s (%s)", trained["model_dir"], trained["summary"])
 
-    names = list(benchmarks)
-    dirs = [bench_dirs[n].result() for n in names]
-    splits = [eval_splits.get(n, "all") for n in names]
-    encoded = encode_benchmark_task.map(unmapped(trained["model_dir"]), names, dirs,
-                                        unmapped(results), splits, unmapped(languages),
-                                        unmapped(max(1, workers)))
-    for f in encoded:  # fan-in: every benchmark encoded (raises if one failed)
-        f.result()
-    evals = [e.result() for e in evaluation_matrix.map(
-        unmapped(trained["model_dir"]), names, dirs, unmapped(results), splits,
-        unmapped(languages))]
+    extras = submit_extras(trained["model_dir"], plan.extras, results, max(1, workers))
+    evals = lareqa_evaluations(trained["model_dir"], prepared, eval_splits, languages, results,
+                               max(1, workers))
+    evals += [f.result() for f in extras]
 
     config = {"flow": "hybrid-pipeline", "profile": profile, "overrides": overrides,
-              "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,
+              "sources": sources, "benchmarks": plan.lareqa, "eval_splits": eval_splits,
               "languages": languages, "train": trained["config"]}
+    if plan.extras:
+        config["extra_benchmarks"] = plan.extras
     logged = log_and_register(experiment, config, trained, evals, promotion_metric,
                               promotion_margin)
     out = {"reports": {e["benchmark"]: str(Path(e["out"]) / "report.md") for e in evals},
-           "heatmaps": {e["benchmark"]: str(Path(e["out"]) / "map_matrix.png") for e in evals},
+           "heatmaps": {e["benchmark"]: str(Path(e["out"]) / "map_matrix.png") for e in evals
+                        if (Path(e["out"]) / "map_matrix.png").is_file()},
            "train_dir": trained["out"], "mlflow": logged}
     write_json(Path(results) / "latest.json", out)
     for bench, path in out["reports"].items():

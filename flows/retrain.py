@@ -21,13 +21,14 @@ def retrain(
     alpha: float = 0.5,
     workers: int = 1,
     sources: list[str] | None = None,
-    benchmarks: dict[str, str] | None = None,
+    benchmarks: list[str] | dict[str, str | None] | None = None,
     languages: list[str] | None = None,
     promotion_metric: str = DEFAULT_PROMOTION_METRIC,
     promotion_margin: float = 0.005,
     results_dir: str = "runs/pipeline",
 ) -> dict:
-    """Retrain from the current sources and gate the result (see `hybrid-pipeline`)."""
+    """Retrain from the current sources and gate the result; the parameters are
+    `hybrid-pipeline`'s (benchmarks: e.g. ["tatoeba"] adds Tatoeba to the evaluation)."""
     return pipeline(profile=profile, model=model, strategy=strategy, alpha=alpha,
                     workers=workers, sources=sources, benchmarks=benchmarks, languages=languages,
                     promotion_metric=promotion_metric, promotion_margin=promotion_margin,
