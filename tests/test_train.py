@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -141,9 +142,11 @@ def test_two_worker_ray_run_recovers_checkpoints_and_resumes(pairs_dir, tmp_path
     assert list((out / "ray" / "train").glob("step-*"))
 
     # a rerun with the same storage path continues from the final checkpoint's step, via the CLI
+    # with relative paths (Ray workers run elsewhere: the trainer must resolve them first)
     monkeypatch.delenv(FAIL_ONCE_ENV)
-    assert main(["train", "--profile", "tiny", "--model", str(tiny), "--pairs", str(pairs_dir),
-                 "--out", str(out), "--steps", "6", "--max-failures", "1", "--hard-negatives", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--profile", "tiny", "--model", str(tiny), "--pairs", os.path.relpath(pairs_dir),
+                 "--out", "run", "--steps", "6", "--max-failures", "1", "--hard-negatives", "1"]) == 0
     s = json.loads((out / "train_summary.json").read_text())
     assert s["steps"] == 6 and [g["start_step"] for g in s["segments"]] == [0, 2, 4]
     assert [r["step"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())] == [1, 2, 3, 4, 5, 6]

@@ -125,6 +125,9 @@ def train(config: TrainConfig) -> Path:
 
     model_path = precheck(config)
     out = Path(config.out).resolve()
+    # Ray Train workers run in their own working directory (on a cluster, on another node):
+    # relative paths from the command line would not name the same files there.
+    config = config.override(**{"data.pairs": str(Path(config.data.pairs).resolve()), "out": str(out)})
     storage = Path(config.run.storage_path).resolve() if config.run.storage_path else out / "ray"
     run_dir = storage / config.run.name
     check_resumable(run_dir, config)
