@@ -12,6 +12,11 @@ The task is cached on its inputs' content, and the run is tagged with that key: 
 inputs never log a second run, even with Prefect's cache gone. Versions are tagged with the
 hash of their weights: a run whose model is registered already (a retrain on unchanged
 data, in its own experiment) is linked to that version instead of registering a copy.
+
+An unreachable tracking server fails the task in bounded time, with one line naming it:
+MLflow's own HTTP retries are bounded and the task is retried twice on that error only
+(`tasks/tracking_server.py`); an attempt that died mid-logging leaves its run (tagged with the
+key, no version yet), which the next attempt finishes instead of starting another.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
 from tasks.hashing import dict_hash, tree_hash
 from tasks.registry import DEFAULT_PROMOTION_METRIC, MODEL_NAME
+from tasks.tracking_server import (
+    TRACKING_RETRIES,
+    TRACKING_RETRY_DELAY_S,
+    retry_if_unreachable,
+    tracking_server,
+)
 
 #: MLflow names of metrics.json's metric keys (others are used as they are).
 METRIC_NAMES = {"map": "mAP", "r@1": "R1", "r@10": "R10", "mrr@10": "MRR10",
@@ -122,7 +133,10 @@ def _log_key(ctx, p) -> str:
                       "promotion": [p.get("promotion_metric"), p.get("promotion_margin")]})
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_log_key), persist_result=True)
+@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_log_key), persist_result=True,
+      retries=TRACKING_RETRIES, retry_delay_seconds=TRACKING_RETRY_DELAY_S,
+      retry_condition_fn=retry_if_unreachable)
+@tracking_server("logging the run and registering its model")
 def log_and_register(experiment: str, config: dict, train: dict, evals: list[dict],
                      promotion_metric: str = DEFAULT_PROMOTION_METRIC,
                      promotion_margin: float = 0.005) -> dict:
@@ -144,7 +158,10 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
         version = run.data.tags["hybrid.model_version"]
         promotion = {"version": version, "alias": run.data.tags.get("hybrid.promotion")}
     else:
-        with mlflow.start_run(run_name=config.get("run_name")) as active:
+        # an attempt that died mid-logging (server gone, retried) left its run: finish that one
+        resume = found[0].info.run_id if found else None
+        with mlflow.start_run(run_id=resume,
+                              run_name=None if resume else config.get("run_name")) as active:
             mlflow.set_tag(KEY_TAG, key)
             mlflow.log_params(flat_params(redact_config(config)))  # no credentials in params
             metrics = log_evals(client, active.info.run_id, evals)
