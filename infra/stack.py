@@ -36,6 +36,11 @@ from pathlib import Path
 HOST = "127.0.0.1"
 POOL = "local"
 DEFAULT_PORTS = {"prefect": 4200, "mlflow": 5000, "ray": 6379}
+# Ray's dashboard serves the state API that Ray Train's placement-group cleaner polls (without
+# it every training logs "Failed to query Ray Train Controller actor state" and a crashed
+# controller's placement group is never released); its agent's HTTP port is fixed (52365)
+# unless set, so two stacks on one machine would collide.
+RAY_EXTRA_PORTS = {"ray_dashboard": 8265, "ray_agent": 52365}
 SERVICES = ("prefect", "mlflow", "ray")
 RAY_WORKER_PORTS = (10002, 19999)  # `ray start` default --min/--max-worker-port
 
@@ -103,10 +108,15 @@ class Stack:
     def ports(self, requested: dict[str, int | None] | None = None) -> dict[str, int]:
         """Ports from stack.json; else the requested/default ones when free, else free ones."""
         if self.config_file.exists():
-            return json.loads(self.config_file.read_text())["ports"]
+            ports = json.loads(self.config_file.read_text())["ports"]
+            if all(name in ports for name in RAY_EXTRA_PORTS):
+                return ports
+        else:
+            ports = {}
         requested = requested or {}
-        ports = {}
         for name in SERVICES:
+            if name in ports:
+                continue
             want = requested.get(name)
             if want:
                 if name == "ray" and RAY_WORKER_PORTS[0] <= want <= RAY_WORKER_PORTS[1]:
@@ -118,6 +128,10 @@ class Stack:
                 ports[name] = default if not port_open(default) else free_port()
                 while name == "ray" and RAY_WORKER_PORTS[0] <= ports[name] <= RAY_WORKER_PORTS[1]:
                     ports[name] = free_port()
+        for name, default in RAY_EXTRA_PORTS.items():
+            if name not in ports:
+                taken = port_open(default) or default in ports.values()
+                ports[name] = free_port() if taken else default
         self.state.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps({"ports": ports}, indent=2) + "\n")
         return ports
@@ -181,7 +195,9 @@ class Stack:
                        "--backend-store-uri", f"sqlite:///{ml / 'mlflow.db'}",
                        "--serve-artifacts", "--artifacts-destination", str(ml / "artifacts")],
             "ray": [_bin("ray"), "start", "--head", "--block", "--node-ip-address", HOST,
-                    "--port", str(p["ray"]), "--include-dashboard", "false",
+                    "--port", str(p["ray"]), "--include-dashboard", "true", "--dashboard-host", HOST,
+                    "--dashboard-port", str(p["ray_dashboard"]),
+                    "--dashboard-agent-listen-port", str(p["ray_agent"]),
                     "--disable-usage-stats", "--temp-dir", str(self.ray_temp),
                     "--object-store-memory", str(512 * 1024 * 1024)],
             "worker": [_bin("prefect"), "worker", "start", "--pool", POOL, "--type", "process",
@@ -296,7 +312,9 @@ class Stack:
     def url(self, name: str) -> str:
         env = self.env()
         return {"prefect": env["PREFECT_API_URL"].removesuffix("/api"),
-                "mlflow": env["MLFLOW_TRACKING_URI"], "ray": env["RAY_ADDRESS"]}.get(name, "")
+                "mlflow": env["MLFLOW_TRACKING_URI"],
+                "ray": f"{env['RAY_ADDRESS']}  dashboard http://{HOST}:{self.ports()['ray_dashboard']}",
+                }.get(name, "")
 
     def status(self) -> dict[str, bool]:
         if not self.config_file.exists():

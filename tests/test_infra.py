@@ -134,6 +134,14 @@ def test_stack_up_is_idempotent_binds_loopback_and_stops(tmp_path):
                                 "print(ray.get(ray.remote(lambda: 41 + 1).remote()))"],
                                capture_output=True, text=True, env=ray_env, timeout=120)
         assert probe.stdout.strip().endswith("42"), probe.stderr[-2000:]
+        # the dashboard (Ray's state API, which Ray Train's placement-group cleaner polls) is
+        # up, on loopback only, and answers a token-holding client
+        dash = stack.ports()["ray_dashboard"]
+        assert ("127.0.0.1", dash) in _listening(_group(pids["ray"]))
+        state = subprocess.run([sys.executable, "-c", "import ray; ray.init(); from ray.util.state "
+                                "import list_nodes; print(len(list_nodes()))"],
+                               capture_output=True, text=True, env=ray_env, timeout=120)
+        assert state.stdout.strip().endswith("1"), state.stderr[-2000:]
         no_token = {k: v for k, v in ray_env.items() if not k.startswith("RAY_AUTH")}
         no_token["RAY_AUTH_TOKEN_PATH"] = str(tmp_path / "missing-token")
         refused = subprocess.run([sys.executable, "-c", "import ray; ray.init()"],
