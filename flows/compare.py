@@ -37,15 +37,15 @@ DEFAULT_STRATEGIES = ("x-x-mono", "x-y", "hybrid")
 
 def run_specs(models: list[str], strategies: list[str], alpha: float, alphas: list[float],
               seeds: list[int], zero_shot: bool) -> list[dict]:
-    """One dict per model to evaluate: zero-shot rows first, then strategy x alpha x seed."""
-    specs = []
-    for m in models:
-        if zero_shot:
-            specs.append({"model": m, "strategy": ZERO_SHOT, "label": ZERO_SHOT, "alpha": None,
-                          "seed": None})
-        for s in strategies:
-            for a in (sorted({float(alpha), *map(float, alphas)}) if s == "hybrid" else [None]):
-                for seed in seeds:
+    """One dict per model to evaluate: zero-shot rows first, then seed x model x strategy x
+    alpha. Seed-major: every strategy's first seed trains before any second seed, so a
+    complete one-seed comparison exists as early as possible and later seeds add the spread."""
+    specs = [{"model": m, "strategy": ZERO_SHOT, "label": ZERO_SHOT, "alpha": None, "seed": None}
+             for m in models if zero_shot]
+    for seed in seeds:
+        for m in models:
+            for s in strategies:
+                for a in (sorted({float(alpha), *map(float, alphas)}) if s == "hybrid" else [None]):
                     specs.append({"model": m, "strategy": s, "label": strategy_label(s, a),
                                   "alpha": a, "seed": int(seed)})
     return specs

@@ -88,8 +88,12 @@ def test_compare_trains_with_the_pipelines_cache_key(tmp_path):
     pairs = tmp_path / "pairs"
     pairs.mkdir()
     (pairs / "pairs.parquet").write_bytes(b"table")
-    specs = {s["label"]: s for s in run_specs(["me5-small"], ["x-x-mono", "x-y", "hybrid"], 0.5,
-                                              [0.25], [0, 1], True)}
+    order = run_specs(["me5-small"], ["x-x-mono", "x-y", "hybrid"], 0.5, [0.25], [0, 1], True)
+    # zero-shot first, then seed-major: all of seed 0 (a complete comparison) before seed 1
+    assert [(s["label"], s["seed"]) for s in order] == [("zero-shot", None)] + [
+        (label, seed) for seed in (0, 1)
+        for label in ("x-x-mono", "x-y", "hybrid (alpha=0.25)", "hybrid (alpha=0.5)")]
+    specs = {s["label"]: s for s in order}
     assert sorted(specs) == ["hybrid (alpha=0.25)", "hybrid (alpha=0.5)", "x-x-mono", "x-y",
                              "zero-shot"]
 
