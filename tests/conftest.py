@@ -1,7 +1,14 @@
-"""Shared fixtures: the offline data in ../shared/data (or $HYBRID_DATA)."""
+"""Shared fixtures: the offline data in ../shared/data (or $HYBRID_DATA), the tiny model, and
+one local stack per session (Prefect server and process worker, MLflow, Ray head) with
+prefect.yaml deployed, shared by the pipeline, comparison and pipeline-fault tests."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +60,156 @@ def tiny(tmp_path_factory):
     from hybrid.model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+# ------------------------------------------------------------------------------ the stack
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Deployed:
+    """The session's local stack with every deployment of prefect.yaml and the tiny model
+    (seed 0). Tests keep apart by results dir (`results(name)`) and MLflow experiment; the
+    registry (`hybrid-retriever`) and Prefect's cache store are shared, as in a real setup."""
+
+    def __init__(self, stack, base: Path, model: Path):
+        self.stack, self.base, self.model = stack, base, str(model)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.stack.env()}
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.stack.env()["MLFLOW_TRACKING_URI"]
+
+    def results(self, name: str) -> str:
+        return str(self.base / "runs" / name)
+
+    @contextlib.contextmanager
+    def api(self):
+        """A sync Prefect client on this stack's API."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: self.stack.env()["PREFECT_API_URL"]}):
+            with get_client(sync_client=True) as client:
+                yield client
+
+    def start(self, deployment: str, job_env: dict | None = None, **params):
+        """Create a flow run of `deployment` for the worker (job_env: extra environment of
+        the flow-run process); returns its id without waiting."""
+        with self.api() as client:
+            dep = client.read_deployment_by_name(deployment)
+            fr = client.create_flow_run_from_deployment(
+                dep.id, parameters=params, job_variables={"env": job_env} if job_env else None)
+        return fr.id
+
+    def flow_run(self, run_id):
+        with self.api() as client:
+            return client.read_flow_run(run_id)
+
+    def wait(self, run_id, timeout: float = 480):
+        """The flow run once it reached a final state (Completed, Failed, Crashed, ...)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fr = self.flow_run(run_id)
+            if fr.state is not None and fr.state.is_final():
+                return fr
+            time.sleep(1)
+        raise AssertionError(f"flow run {run_id} not finished after {timeout:.0f}s: {fr.state}"
+                             f"\n--- worker log ---\n{self.worker_log()}")
+
+    def task_runs(self, run_id) -> list:
+        """The run's task runs and those of its subflow runs (not the subflows' stand-ins)."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterParentFlowRunId,
+        )
+
+        with self.api() as client:
+            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+            ids = [run_id] + [c.id for c in children]
+            trs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        return [t for t in trs if t.flow_run_id != run_id] if children else trs
+
+    def run(self, deployment: str, job_env: dict | None = None, completed: bool = True,
+            **params) -> dict:
+        """Run `deployment` through the worker to its end: {"flow_run", "tasks" ({name: state
+        name}), "task_runs", "seconds"}; asserts it completed unless `completed=False`."""
+        t0 = time.monotonic()
+        fr = self.wait(self.start(deployment, job_env, **params))
+        seconds = time.monotonic() - t0
+        if completed:
+            assert fr.state.is_completed(), f"{fr.state}\n--- worker log ---\n{self.worker_log()}"
+        trs = self.task_runs(fr.id)
+        return {"flow_run": fr, "tasks": {t.name: t.state.name for t in trs}, "task_runs": trs,
+                "seconds": seconds}
+
+    def worker_log(self, tail: int = 6000) -> str:
+        return self.stack.log_file("worker").read_text(errors="replace")[-tail:]
+
+    def flow_run_pids(self, run_id) -> list[int]:
+        """Processes under this stack's worker that execute flow run `run_id`."""
+        from infra.stack import _descendants, _procs
+
+        worker = self.stack.pid("worker")
+        assert worker is not None, "the worker is not running"
+        found = []
+        for pid in sorted(_descendants(worker, _procs())):
+            with contextlib.suppress(OSError):
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in env:
+                    found.append(pid)
+        return found
+
+
+@pytest.fixture(scope="session")
+def stack_session(tmp_path_factory):
+    """One local stack for the session on free ports, its state under the session's tmp dir,
+    a process worker, `prefect deploy --all`; stopped at the session's end."""
+    from hybrid.model import make_tiny_model
+    from infra.stack import Stack, free_port
+
+    base = tmp_path_factory.mktemp("stack")
+    saved = os.environ.get("HYBRID_CACHE")
+    os.environ["HYBRID_CACHE"] = str(base / "cache")  # the worker and its flow runs inherit it
+    stack = Stack(base / "state")
+    try:
+        stack.up({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()},
+                 log=lambda _: None)
+        stack.worker(log=lambda _: None)
+        r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                           cwd=ROOT, env={**os.environ, **stack.env()}, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        yield Deployed(stack, base, make_tiny_model(base / "tiny-model", seed=0))
+    finally:
+        stack.down(log=lambda _: None)
+        if saved is None:
+            os.environ.pop("HYBRID_CACHE", None)
+        else:
+            os.environ["HYBRID_CACHE"] = saved
+
+
+@pytest.fixture
+def deployed(stack_session, monkeypatch):
+    """The session's stack, with this test's MLflow client pointed at its tracking server."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack_session.mlflow_uri)
+    mlflow.set_tracking_uri(stack_session.mlflow_uri)
+    return stack_session
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(stack_session) -> dict:
+    """`hybrid-pipeline/tiny` run once, uninterrupted (experiment hybrid-pipeline-tiny): the
+    run the pipeline tests inspect and the fault tests compare with."""
+    import json
+
+    d = stack_session
+    out = d.run("hybrid-pipeline/tiny", model=d.model, results_dir=d.results("pipeline"))
+    latest = json.loads((Path(d.results("pipeline")) / "latest.json").read_text())
+    return {**out, "results": d.results("pipeline"), "latest": latest}  # later runs rewrite it

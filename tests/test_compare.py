@@ -1,80 +1,33 @@
-"""The comparison end to end through real services on 127.0.0.1 (infra/stack.py): `prefect
-deploy --all`, then `prefect deployment run 'hybrid-compare/compare-tiny'` with the tiny model
-on a three-language slice of XQuAD-R (and the MLQA-R sample): three trainings and four
-evaluations, the report, and the MLflow parent run with one child per evaluated model."""
+"""The comparison end to end through real services on 127.0.0.1 (the session's stack from
+tests/conftest.py: `prefect deploy --all`, a process worker), then a flow run of
+'hybrid-compare/compare-tiny' with the tiny model on a three-language slice of XQuAD-R (and the
+MLQA-R sample): three trainings and four evaluations, the report, and the MLflow parent run
+with one child per evaluated model."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from infra.stack import Stack, free_port
-
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "hybrid-compare-tiny"
 LABELS = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
-    """Stack + worker, deploy, run compare-tiny once; yields the flow run's facts."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from hybrid.model import make_tiny_model
-
-    base = tmp_path_factory.mktemp("compare")
-    saved = dict(os.environ)
-    os.environ["HYBRID_CACHE"] = str(base / "cache")
-    stack = Stack(base / "state")
-    try:
-        stack.up({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()},
-                 log=lambda _: None)
-        stack.worker(log=lambda _: None)
-        env = {**os.environ, **stack.env()}
-        r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        import mlflow
-
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-        model = make_tiny_model(base / "tiny-model", seed=0)
-        results = base / "runs"
-        r = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run",
-                            "hybrid-compare/compare-tiny", "--watch", "--watch-timeout", "420",
-                            "-p", f"model={json.dumps(str(model))}",
-                            "-p", f"results_dir={json.dumps(str(results))}"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
-        out = r.stdout + r.stderr
-        run_id = next(ln.split("UUID:")[1].strip() for ln in out.splitlines() if "UUID:" in ln)
-
-        async def read():
-            async with get_client() as client:
-                fr = await client.read_flow_run(run_id)
-                trs = await client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
-                return fr, trs
-
-        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-            fr, trs = asyncio.run(read())
-        log = stack.log_file("worker").read_text(errors="replace")[-6000:]
-        assert fr.state.is_completed(), f"{fr.state}\n{out[-3000:]}\n--- worker log ---\n{log}"
-        latest = json.loads((results / "compare" / "latest.json").read_text())
-        yield {"tasks": [(t.name, t.state.name) for t in trs], "latest": latest}
-    finally:
-        stack.down(log=lambda _: None)
-        os.environ.clear()
-        os.environ.update(saved)
+def compared(stack_session):
+    """compare-tiny run once through the session's stack; yields the flow run's facts. The
+    three trainings run in one wave, one CPU each (the flow's `parallel`), so the 2-core CI
+    runs two at once and evaluates the four models in one fan-out."""
+    d = stack_session
+    results = Path(d.results("compare"))
+    out = d.run("hybrid-compare/compare-tiny", model=d.model, results_dir=str(results),
+                parallel=3, cpus_per_worker=1)
+    latest = json.loads((results / "compare" / "latest.json").read_text())
+    return {"tasks": [(t.name, t.state.name) for t in out["task_runs"]], "latest": latest}
 
 
 def _table(md: str, heading: str) -> dict[str, list[str]]:
@@ -120,7 +73,7 @@ def test_report_has_the_papers_tables_and_charts(compared):
         assert f"]({p})" in md
 
 
-def test_mlflow_parent_run_with_one_child_per_strategy(compared):
+def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
     import mlflow
 
     client = mlflow.MlflowClient()

@@ -1,97 +1,22 @@
 """The pipeline end to end through real services on 127.0.0.1: a Prefect server and a process
 worker, an MLflow tracking server and a Ray head (infra/stack.py), `prefect deploy --all`
-from prefect.yaml, and `prefect deployment run 'hybrid-pipeline/tiny'` with the tiny model on
-a three-language slice of XQuAD-R (and the MLQA-R sample)."""
+from prefect.yaml, and flow runs of 'hybrid-pipeline/tiny' (created through Prefect's API, as
+`prefect deployment run` does) with the tiny model on a three-language slice of XQuAD-R (and the
+MLQA-R sample). The stack and the first run are the session's (tests/conftest.py: `deployed`,
+`pipeline_run`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from infra.stack import Stack, free_port
-
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "hybrid-pipeline-tiny"
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """The local stack with a worker and every deployment of prefect.yaml."""
-    from hybrid.model import make_tiny_model
-
-    base = tmp_path_factory.mktemp("pipeline")
-    saved = dict(os.environ)
-    os.environ["HYBRID_CACHE"] = str(base / "cache")  # the worker and its flow runs inherit it
-    stack = Stack(base / "state")
-    try:
-        stack.up({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()},
-                 log=lambda _: None)
-        stack.worker(log=lambda _: None)
-        env = {**os.environ, **stack.env()}
-        r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-        import mlflow
-
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-        model = make_tiny_model(base / "tiny-model", seed=0)
-        yield {"stack": stack, "env": env, "model": str(model), "results": str(base / "runs")}
-    finally:
-        stack.down(log=lambda _: None)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def run_deployment(d: dict, name: str, **params) -> dict:
-    """`prefect deployment run NAME -p k=v ... --watch`; returns the flow run and task runs."""
-    args = [sys.executable, "-m", "prefect", "deployment", "run", name, "--watch",
-            "--watch-timeout", "420"]
-    for k, v in params.items():
-        args += ["-p", f"{k}={json.dumps(v)}"]
-    r = subprocess.run(args, cwd=ROOT, env=d["env"], capture_output=True, text=True, timeout=480)
-    out = r.stdout + r.stderr
-    run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterId,
-        FlowRunFilterParentFlowRunId,
-    )
-
-    async def read():  # the run's task runs and those of its subflow runs
-        async with get_client() as client:
-            fr = await client.read_flow_run(run_id)
-            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fr.id])))
-            ids = [fr.id] + [c.id for c in children]
-            trs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-            if children:  # leave out the parent's task runs that stand for the subflows
-                trs = [t for t in trs if t.flow_run_id != fr.id]
-            return fr, trs
-
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: d["env"]["PREFECT_API_URL"]}):
-        fr, trs = asyncio.run(read())
-    log = d["stack"].log_file("worker").read_text(errors="replace")[-6000:]
-    assert fr.state.is_completed(), f"{fr.state}\n{out[-3000:]}\n--- worker log ---\n{log}"
-    return {"flow_run": fr, "tasks": {t.name: t.state.name for t in trs}}
-
-
-@pytest.fixture(scope="module")
-def first(deployed):
-    return run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
-                          results_dir=deployed["results"])
 
 
 def _runs():
@@ -101,11 +26,12 @@ def _runs():
     return mlflow.MlflowClient().search_runs([exp.experiment_id]) if exp else []
 
 
-def test_pipeline_run_completes_and_logs_everything(first, deployed):
+def test_pipeline_run_completes_and_logs_everything(pipeline_run, deployed):
     from mlflow import MlflowClient
 
-    assert all(state == "Completed" for state in first["tasks"].values()), first["tasks"]
-    names = sorted(first["tasks"])
+    tasks = pipeline_run["tasks"]
+    assert all(state == "Completed" for state in tasks.values()), tasks
+    names = sorted(tasks)
     for step in ("prepare-xquad-r", "prepare-mlqa-r", "build_pairs_table", "train_model",
                  "encode-xquad-r", "encode-mlqa-r", "matrix-xquad-r", "matrix-mlqa-r",
                  "log_and_register"):
@@ -134,35 +60,34 @@ def test_pipeline_run_completes_and_logs_everything(first, deployed):
     assert "python_function" in info.flavors and info.signature.params.params[0].name == "kind"
     assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
 
-    latest = json.loads((Path(deployed["results"]) / "latest.json").read_text())
+    latest = pipeline_run["latest"]
     assert Path(latest["reports"]["xquad-r"]).is_file()
     assert latest["mlflow"]["run_id"] == run.info.run_id
 
 
-def test_identical_rerun_hits_every_cache_and_adds_no_version(first, deployed):
+def test_identical_rerun_hits_every_cache_and_adds_no_version(pipeline_run, deployed):
     from mlflow import MlflowClient
 
-    second = run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
-                            results_dir=deployed["results"])
+    second = deployed.run("hybrid-pipeline/tiny", model=deployed.model,
+                          results_dir=pipeline_run["results"])
     assert second["tasks"] and all(s == "Cached" for s in second["tasks"].values()), \
         second["tasks"]
     assert len(_runs()) == 1
     assert len(MlflowClient().search_model_versions("name='hybrid-retriever'")) == 1
 
 
-def test_weekly_retrain_on_unchanged_data_registers_nothing_new(first, deployed):
+def test_weekly_retrain_on_unchanged_data_registers_nothing_new(pipeline_run, deployed):
     """`hybrid-retrain/weekly` (here with the tiny settings): every step is a cache hit but
     the log, which goes to its own experiment and links the already registered version."""
     import mlflow
     from mlflow import MlflowClient
 
-    tiny = {"profile": "tiny", "workers": 2, "model": deployed["model"],
+    tiny = {"profile": "tiny", "workers": 2, "model": deployed.model,
             "sources": ["xquad-r:../shared/data/lareqa/xquad-r?langs=en,de,es"],
             "benchmarks": {"xquad-r": "../shared/data/lareqa/xquad-r",
                            "mlqa-r": "../shared/data/lareqa/mlqa-r-sample"},
-            "results_dir": deployed["results"]}
-    retrain = run_deployment(deployed, "hybrid-retrain/weekly", languages=["en", "de", "es"],
-                             **tiny)
+            "results_dir": pipeline_run["results"]}
+    retrain = deployed.run("hybrid-retrain/weekly", languages=["en", "de", "es"], **tiny)
     states = {n: s for n, s in retrain["tasks"].items() if not n.startswith("log_and_register")}
     assert states and all(s == "Cached" for s in states.values()), retrain["tasks"]
     exp = mlflow.get_experiment_by_name("hybrid-retrain")
@@ -171,25 +96,25 @@ def test_weekly_retrain_on_unchanged_data_registers_nothing_new(first, deployed)
     assert len(MlflowClient().search_model_versions("name='hybrid-retriever'")) == 1
 
 
-def test_model_short_of_the_margin_is_challenger(first, deployed):
+def test_model_short_of_the_margin_is_challenger(pipeline_run, deployed):
     """Another strategy, with a margin no model can clear: registered, but not champion."""
     from mlflow import MlflowClient
 
-    run_deployment(deployed, "hybrid-pipeline/tiny", model=deployed["model"],
-                   results_dir=deployed["results"], strategy="x-y", promotion_margin=1.0)
+    deployed.run("hybrid-pipeline/tiny", model=deployed.model,
+                 results_dir=pipeline_run["results"], strategy="x-y", promotion_margin=1.0)
     client = MlflowClient()
     assert len(client.search_model_versions("name='hybrid-retriever'")) == 2
     assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
     assert client.get_model_version_by_alias("hybrid-retriever", "challenger").version == "2"
 
 
-def test_evaluate_deployment_pulls_the_champion_from_the_registry(first, deployed):
+def test_evaluate_deployment_pulls_the_champion_from_the_registry(pipeline_run, deployed):
     """`hybrid-evaluate/champion` resolves models:/hybrid-retriever@champion and reproduces
     the pipeline's own evaluation of that model."""
     import mlflow
 
-    run_deployment(deployed, "hybrid-evaluate/champion", languages=["en", "de", "es"],
-                   results_dir=deployed["results"] + "-eval")
+    deployed.run("hybrid-evaluate/champion", languages=["en", "de", "es"],
+                 results_dir=deployed.results("evaluate"))
     exp = mlflow.get_experiment_by_name("hybrid-evaluate")
     (run,) = mlflow.MlflowClient().search_runs([exp.experiment_id])
     assert run.data.params["model"] == "models:/hybrid-retriever@champion"
@@ -208,7 +133,7 @@ def test_weekly_schedule_creates_scheduled_runs(deployed):
     while time.monotonic() < deadline:
         r = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls", "--flow-name",
                             "hybrid-retrain", "--state", "SCHEDULED", "-o", "json"],
-                           cwd=ROOT, env=deployed["env"], capture_output=True, text=True, timeout=60)
+                           cwd=ROOT, env=deployed.env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr[-2000:]
         runs = json.loads(r.stdout or "[]")
         if runs:
@@ -216,5 +141,5 @@ def test_weekly_schedule_creates_scheduled_runs(deployed):
         time.sleep(5)
     assert runs, "no scheduled run of hybrid-retrain/weekly appeared within 120 s"
     assert all(run["state_type"] == "SCHEDULED" for run in runs)
-    log = Path(deployed["stack"].state) / "logs" / "prefect.log"
+    log = Path(deployed.stack.state) / "logs" / "prefect.log"
     assert "Can't evaluate bulk DML" not in log.read_text(errors="replace")
