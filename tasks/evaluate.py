@@ -87,10 +87,17 @@ def evaluation_matrix(model_dir: str, benchmark: str, bench_dir: str, results_di
     key = _eval_key(None, {"model_dir": model_dir, "bench_dir": bench_dir,
                            "benchmark": benchmark, "split": split, "languages": languages,
                            "results_dir": results_dir})
-    out = Path(results_dir) / "eval" / benchmark / key[:16]
+    out = _eval_dir(results_dir, benchmark, key)
     if not (out / "metrics.json").is_file():
         evaluate(model_dir, benchmark, bench_dir, out, split=split, languages=languages)
     return _read_result(benchmark, out)
+
+
+def _eval_dir(results_dir: str, benchmark: str, key: str) -> Path:
+    """`<results>/eval/<benchmark>/<key[:16]>`, the name checked before it becomes a path."""
+    from hybrid.paths import validate_name
+
+    return Path(results_dir) / "eval" / validate_name(benchmark, where="benchmark") / key[:16]
 
 
 def _read_result(benchmark: str, out: Path) -> dict:
@@ -121,7 +128,7 @@ def benchmark_task(model_dir: str, benchmark: str, results_dir: str, source: str
     key = _benchmark_key(None, {"model_dir": model_dir, "benchmark": benchmark, "source": source,
                                 "languages": languages, "directions": directions,
                                 "results_dir": results_dir})
-    out = Path(results_dir) / "eval" / benchmark / key[:16]
+    out = _eval_dir(results_dir, benchmark, key)
     if not (out / "metrics.json").is_file():
         run_benchmark(benchmark, model_dir, out, source=source, languages=languages,
                       directions=directions, shards=shards)

@@ -209,3 +209,16 @@ def test_benchmark_name_is_validated_before_it_becomes_a_path(name, xquad_dir, t
     with pytest.raises(HybridError, match="benchmarks: invalid name"):
         prepare_benchmark.fn(name, str(xquad_dir), str(tmp_path / "results"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../../etc", "tatoeba/../../x", ".hidden"])
+def test_evaluation_tasks_validate_the_benchmark_name_before_it_becomes_a_path(name, tmp_path):
+    from tasks.evaluate import benchmark_task, evaluation_matrix
+
+    (tmp_path / "model").mkdir()
+    for run in (lambda: evaluation_matrix.fn(str(tmp_path / "model"), name, str(tmp_path),
+                                             str(tmp_path / "results")),
+                lambda: benchmark_task.fn(str(tmp_path / "model"), name, str(tmp_path / "results"))):
+        with pytest.raises(HybridError, match="benchmark: invalid name"):
+            run()
+    assert not (tmp_path / "results").exists()
