@@ -195,10 +195,12 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
 
 
 @task
+@tracking_server("logging the evaluation")
 def log_evaluation(experiment: str, model: str, evals: list[dict]) -> str:
     """One MLflow run in `experiment` for an evaluation without training (`hybrid-evaluate`):
     param `model` and `benchmarks`, the evaluations' metrics and files (`log_evals`);
-    returns the run id."""
+    returns the run id. An unreachable server fails in bounded time with one line (not
+    retried: a retry would log a second run)."""
     import mlflow
 
     mlflow.set_experiment(experiment)
