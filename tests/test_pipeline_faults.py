@@ -78,10 +78,11 @@ def killed(stack_session, pipeline_run, tmp_path_factory) -> dict:
     deadline, caught = time.monotonic() + 420, []
     while not caught and time.monotonic() < deadline:
         trs = d.task_runs(run_id)
-        caught = [t.name for t in trs if t.name.startswith(EVAL_STEPS) and t.state.is_running()]
+        caught = [t.name for t in trs if t.name.startswith(EVAL_STEPS)  # a new task run's state
+                  and t.state is not None and t.state.is_running()]  # may still be None
         if not caught:
             state = d.flow_run(run_id).state
-            assert not state.is_final(), f"the run ended before evaluating: {state}"
+            assert state is None or not state.is_final(), f"the run ended before evaluating: {state}"
             time.sleep(0.3)
     assert caught, f"no evaluation task ran within 420 s\n{d.worker_log()}"
     pids = d.flow_run_pids(run_id)  # only processes under this stack's own worker
@@ -90,13 +91,13 @@ def killed(stack_session, pipeline_run, tmp_path_factory) -> dict:
     cmdline = Path(f"/proc/{target}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     os.kill(target, signal.SIGKILL)
     killed_after = time.monotonic() - t0
-    before = {t.name: t.state.name for t in d.task_runs(run_id)}
+    before = {t.name: getattr(t.state, "name", None) for t in d.task_runs(run_id)}
     interrupted = sorted(n for n, s in before.items() if s == "Running")
     assert interrupted and all(n.startswith(EVAL_STEPS) for n in interrupted), before
     train_dirs = sorted((Path(params["results_dir"]) / "train").iterdir())
     model_files = _files(train_dirs[0])
     crashed = d.wait(run_id, timeout=120)
-    after = {t.name: t.state.name for t in d.task_runs(run_id)}
+    after = {t.name: getattr(t.state, "name", None) for t in d.task_runs(run_id)}
     again = d.run(DEPLOYMENT, job_env, **params)
     print(f"killed pid {target} ({cmdline.strip()}; flow-run pids {pids}) after "
           f"{killed_after:.1f}s while {interrupted} ran; reported {crashed.state.name} "
