@@ -23,11 +23,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 
-from flows.common import cpus_for, default_benchmarks, default_sources, ensure_ray
+from flows.common import (
+    cpus_for,
+    default_benchmarks,
+    default_sources,
+    ensure_ray,
+    eval_splits_for,
+    prepare_lareqa,
+)
 from hybrid.evaluation.compare_report import ZERO_SHOT, strategy_label
 from hybrid.io import write_json
 from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
-from tasks.data import build_pairs_table, download_benchmark, is_remote, prepare_benchmark
+from tasks.data import build_pairs_table
 from tasks.evaluate import encode_benchmark_task, evaluation_matrix, resolve_model_task
 from tasks.hashing import dict_hash
 from tasks.train import train_model
@@ -110,16 +117,13 @@ def compare(
     sources = sources or default_sources()
     benchmarks = benchmarks or {n: s for n, s in default_benchmarks().items()
                                 if n == "xquad-r" or s != "upstream"}
-    eval_splits = {"xquad-r": "heldout", **(eval_splits or {})}
+    eval_splits = eval_splits_for(eval_splits)
     results = str(Path(results_dir).resolve())
     ensure_ray()
     cpus = cpus_per_worker or cpus_for(workers)
 
     names = list(benchmarks)
-    prepared = {}
-    for n in names:
-        wait = [download_benchmark.submit(n, benchmarks[n])] if is_remote(benchmarks[n]) else None
-        prepared[n] = prepare_benchmark.submit(n, benchmarks[n], results, wait_for=wait)
+    prepared = prepare_lareqa(benchmarks, results)
     pairs = build_pairs_table(sources, results)
     dirs = [prepared[n].result() for n in names]
     splits = [eval_splits.get(n, "all") for n in names]

@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import task
 
 from tasks.hashing import dict_hash
-from tasks.tracking import KEY_TAG, flat_params, log_evals
+from tasks.tracking import KEY_TAG, flat_params, log_evals, train_metrics
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -65,9 +65,7 @@ def log_child_run(parent: dict, run: dict) -> str | None:
     params = {"strategy": run["strategy"], "alpha": run.get("alpha"), "seed": run.get("seed"),
               "model": run["model"], **flat_params(run.get("train_config") or {}, "train.")}
     metrics = log_evals(client, rid, [{"benchmark": b, "out": o} for b, o in run["evals"].items()])
-    for k, v in (run.get("train_summary") or {}).items():
-        if isinstance(v, (int, float)):
-            metrics[f"train.{k}"] = float(v)
+    metrics.update(train_metrics(run.get("train_summary")))
     client.log_batch(rid, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     if run.get("train_out"):

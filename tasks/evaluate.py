@@ -162,7 +162,7 @@ def mteb_task(model_dir: str, tasks: list[str], results_dir: str) -> dict:
     from hybrid.evaluation.mteb_adapter import parse_tasks, run_mteb
 
     key = _mteb_key(None, {"model_dir": model_dir, "tasks": tasks, "results_dir": results_dir})
-    out = Path(results_dir) / "eval" / "mteb" / key[:16]
+    out = _eval_dir(results_dir, "mteb", key)
     if not (out / "metrics.json").is_file():
         run_mteb(model_dir, parse_tasks(",".join(tasks)), out)
     return _read_result("mteb", out)

@@ -98,6 +98,11 @@ def log_evals(client, run_id: str, evals: list[dict]) -> dict[str, float]:
     return metrics
 
 
+def train_metrics(summary: dict | None) -> dict[str, float]:
+    """The numbers (and flags, as 0/1) of a train_summary.json as MLflow metrics `train.<key>`."""
+    return {f"train.{k}": float(v) for k, v in (summary or {}).items() if isinstance(v, (int, float))}
+
+
 def flat_params(d: dict, prefix: str = "") -> dict[str, str]:
     out = {}
     for k, v in d.items():
@@ -165,9 +170,7 @@ def log_and_register(experiment: str, config: dict, train: dict, evals: list[dic
             mlflow.set_tag(KEY_TAG, key)
             mlflow.log_params(flat_params(redact_config(config)))  # no credentials in params
             metrics = log_evals(client, active.info.run_id, evals)
-            for k, v in (train.get("summary") or {}).items():
-                if isinstance(v, (int, float)) and v is not None:
-                    metrics[f"train.{k}"] = float(v)
+            metrics.update(train_metrics(train.get("summary")))
             mlflow.log_metrics(metrics)
             mlflow.log_artifact(str(Path(train["out"]) / "train_summary.json"))
             mlflow.log_dict(redact_config(config), "config.json")
