@@ -50,18 +50,18 @@ def per_query(ranks: np.ndarray, gains: np.ndarray | None = None) -> dict[str, n
     """Each metric of `METRICS` for each query (arrays of length n_queries). `gains`
     (same shape as `ranks`, > 0 where a rank is given): graded relevance for nDCG@10;
     None: every relevant item has gain 1. The other metrics are binary either way."""
-    if gains is not None:
-        raw = np.asarray(ranks, dtype=np.float64)
-        g = np.asarray(gains, dtype=np.float64)
-        if g.shape != raw.shape:
-            raise ValueError(f"gains shape {g.shape} differs from ranks shape {raw.shape}")
-        order = np.argsort(raw, axis=1, kind="stable")  # NaN last, as in _check
-        g = np.take_along_axis(np.where(np.isnan(raw), 0.0, g), order, axis=1)
     r, valid, n = _check(ranks)
-    if gains is None:
-        g = valid.astype(np.float64)
-    elif (g[valid] <= 0).any():
-        raise ValueError("gains of relevant items must be > 0")
+    # DCG is a sum over the relevant items, so gains stay in the caller's order, with their
+    # own (unsorted) ranks; only the ideal needs the gains sorted.
+    at, g = r, valid.astype(np.float64)
+    if gains is not None:
+        at = np.asarray(ranks, dtype=np.float64)
+        g = np.asarray(gains, dtype=np.float64)
+        if g.shape != at.shape:
+            raise ValueError(f"gains shape {g.shape} differs from ranks shape {at.shape}")
+        g = np.where(np.isnan(at), 0.0, g)
+        if (g[~np.isnan(at)] <= 0).any():
+            raise ValueError("gains of relevant items must be > 0")
     filled = np.where(valid, r, np.inf)
     # hits(r_i): relevant items ranked at or above r_i (ties share the group's last rank).
     hits = (filled[:, None, :] <= filled[:, :, None]).sum(axis=2)
@@ -72,7 +72,9 @@ def per_query(ranks: np.ndarray, gains: np.ndarray | None = None) -> dict[str, n
 
     first = filled[:, 0]
     mrr = np.where(first <= 10, 1.0 / first, 0.0)
-    dcg = np.where(filled <= 10, g / np.log2(np.where(valid, r, 1.0) + 1.0), 0.0).sum(axis=1)
+    seen = ~np.isnan(at)
+    dcg = np.where(seen & (np.where(seen, at, np.inf) <= 10),
+                   g / np.log2(np.where(seen, at, 1.0) + 1.0), 0.0).sum(axis=1)
     best = -np.sort(-g, axis=1)[:, :10]  # the ideal ranking: gains descending at ranks 1..10
     ideal = (best / np.log2(np.arange(2, best.shape[1] + 2))).sum(axis=1)
     return {
