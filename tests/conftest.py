@@ -15,6 +15,17 @@ import pytest
 
 from hybrid.paths import default_data_dir
 
+#: What `eval "$(python -m infra.stack env)"` exports (docs/pipeline.md). Tests start their own
+#: Ray, MLflow and Prefect; inherited from the shell, these would point every local
+#: `ray.init()` and MLflow client at the user's stack (or a dead one, where they hang).
+STACK_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_URI",
+             "PREFECT_API_URL", "PREFECT_HOME")
+
+
+def pytest_configure(config):
+    for name in STACK_ENV:
+        os.environ.pop(name, None)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
