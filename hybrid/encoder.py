@@ -29,7 +29,7 @@ from hybrid.paths import check_data_path
 Kind = Literal["query", "passage"]
 KINDS = ("query", "passage")
 # Texts per length-sorted chunk in `BiEncoder.embed_texts` on CPU (batch 32: 4 chunks, about 40%
-# fewer padded tokens on XQuAD-R than one batch; docs/performance.md).
+# fewer padded tokens on XQuAD-R than one batch; 6, 11 and 16 were slower: docs/performance.md).
 TRAIN_CHUNK_CPU = 8
 
 
@@ -131,10 +131,18 @@ class BiEncoder(torch.nn.Module):
         return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
                                    max_length=self.max_lens[kind], return_tensors="pt"))
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """L2-normalised embeddings [batch, dim] of a tokenized batch (differentiable)."""
+    def embed(self, batch: dict[str, torch.Tensor],
+              inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised embeddings [batch, dim] of a tokenized batch (differentiable).
+
+        `inputs_embeds`: the batch's word embeddings [batch, tokens, hidden], looked up by the
+        caller, used instead of its `input_ids` (see `embed_texts`).
+        """
         dev = self.device
         batch = {k: v.to(dev) for k, v in batch.items()}
+        if inputs_embeds is not None:
+            batch = {k: v for k, v in batch.items() if k != "input_ids"}
+            batch["inputs_embeds"] = inputs_embeds
         hidden = self.model(**batch).last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -167,8 +175,18 @@ class BiEncoder(torch.nn.Module):
         lengths = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=limit,
                                  padding=False)["input_ids"]
         order = sorted(range(n), key=lambda i: -len(lengths[i]))  # stable: ties in input order
-        parts = [self.embed(self.tokenize([texts[i] for i in order[s:s + chunk]], kind))
-                 for s in range(0, n, chunk)]
+        batches = [self.tokenize([texts[i] for i in order[s:s + chunk]], kind) for s in range(0, n, chunk)]
+        words = self.model.get_input_embeddings()
+        if words.weight.requires_grad:
+            # One lookup for all chunks: the backward of each lookup writes a dense
+            # [vocab, hidden] gradient (96 M values for mE5), so per-chunk lookups cost one
+            # such tensor per chunk (profiled: +0.9 s per step for 8 chunks on 2 cores).
+            ids = [b["input_ids"].to(self.device) for b in batches]
+            flat = words(torch.cat([x.flatten() for x in ids]))
+            embeds = flat.split([x.numel() for x in ids])
+            parts = [self.embed(b, e.view(*x.shape, -1)) for b, e, x in zip(batches, embeds, ids, strict=True)]
+        else:
+            parts = [self.embed(b) for b in batches]
         inverse = torch.empty(n, dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(n)
         return torch.cat(parts)[inverse.to(parts[0].device)]

@@ -152,9 +152,22 @@ def test_embed_texts_in_chunks_equals_one_padded_batch(enc):
         got = enc.embed_texts(texts, "passage", chunk=chunk)
         assert got.shape == whole.shape
         assert torch.allclose(got, whole, atol=1e-5), chunk
-    enc.model.zero_grad()
-    enc.embed_texts(texts, "passage", chunk=2).sum().backward()
-    grads = [p.grad for p in enc.model.parameters() if p.requires_grad and p.grad is not None]
-    assert grads and any(g.abs().sum() > 0 for g in grads)
-    enc.model.zero_grad()
+    # Gradients: chunks (one word-embedding lookup for all of them) == one padded batch,
+    # with the word embeddings trained and with them frozen.
+    weights = torch.randn(len(texts), enc.dim, generator=torch.Generator().manual_seed(0))
+    for frozen in (False, True):
+        enc.model.get_input_embeddings().weight.requires_grad_(not frozen)
+        grads = {}
+        for name, fn in (("whole", lambda: enc.embed(enc.tokenize(texts, "passage"))),
+                         ("chunks", lambda: enc.embed_texts(texts, "passage", chunk=2))):
+            enc.model.zero_grad(set_to_none=True)
+            (fn() * weights).sum().backward()
+            grads[name] = {n: p.grad.clone() for n, p in enc.model.named_parameters() if p.grad is not None}
+        assert grads["chunks"].keys() == grads["whole"].keys()
+        word = "word_embeddings.weight"
+        assert any(n.endswith(word) for n in grads["whole"]) is not frozen
+        for n, g in grads["whole"].items():
+            assert torch.allclose(grads["chunks"][n], g, atol=1e-5), (frozen, n)
+    enc.model.get_input_embeddings().weight.requires_grad_(True)
+    enc.model.zero_grad(set_to_none=True)
     assert enc.embed_texts([], "query").shape == (0, enc.dim)

@@ -190,12 +190,14 @@ def snapshot(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
 
 
 def make_optimizer(params: dict[str, torch.nn.Parameter], cfg: TrainConfig):
-    """AdamW (no decay on biases and LayerNorm), linear warmup then linear decay to 0."""
+    """Fused AdamW (no decay on biases and LayerNorm), linear warmup then linear decay to 0."""
     o, steps = cfg.optim, cfg.run.steps
     decay = [p for n, p in params.items() if not (n.endswith("bias") or "LayerNorm" in n)]
     no_decay = [p for n, p in params.items() if n.endswith("bias") or "LayerNorm" in n]
+    # fused: one kernel over all parameters (CPU and CUDA); the per-tensor default costs
+    # 0.6 s per step on 2 cores when the 96 M word embeddings are trained.
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, fused=True)
 
     def schedule(step: int) -> float:
         if step < o.warmup_steps:
