@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-
-
 from hybrid.cli import app, main
 from hybrid.errors import HybridError
 
