@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"flow run ended {state} after {minutes:.1f} min; worker log: "
             f"{stack.log_file('worker')}")
         return 1
-    latest = ROOT / "runs" / "pipeline" / "latest.json"
+    results = next((json.loads(p.split("=", 1)[1]) for p in args.param
+                    if p.startswith("results_dir=")), "runs/pipeline")
+    latest = ROOT / results / "latest.json"
     info = json.loads(latest.read_text(encoding="utf-8")) if latest.exists() else {}
     say(f"done in {minutes:.1f} min")
     for bench, path in info.get("reports", {}).items():
