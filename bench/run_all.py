@@ -7,8 +7,8 @@ Each benchmark writes `bench/results/<name>.json`; the table in BENCHMARKS.md is
 those files, so `--report-only` regenerates it from the recorded results without timing
 anything. `--lock PATH` holds an exclusive flock on PATH while timing (on a shared machine the
 other heavy jobs wait, so they do not disturb the figures). `demo` runs `python -m infra.demo`
-twice (a cold run on a fresh stack state, then the cached re-run; about 20 minutes here), so
-the default (all four, what `make bench` runs) takes about 45 minutes on this machine.
+twice (a cold run on a fresh stack state, then the cached re-run; 11 minutes here), so the
+default (all four, what `make bench` runs) takes about 40 minutes on this machine.
 """
 
 from __future__ import annotations

@@ -56,6 +56,19 @@ def flow_run_state(run_id: str, api: str) -> str:
     return state.type.value if state else "PENDING"
 
 
+def param_value(params: list[str], key: str, default: str) -> str:
+    """The value of `key=VALUE` in `-p` flow parameters, read as Prefect reads it (JSON, else
+    the raw string)."""
+    for p in params:
+        name, _, raw = p.partition("=")
+        if name == key:
+            try:
+                return str(json.loads(raw))
+            except json.JSONDecodeError:
+                return raw
+    return default
+
+
 class LogFollower:
     """Prints what a log file gains (the last frame of each progress-bar line)."""
 
@@ -122,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"flow run ended {state} after {minutes:.1f} min; worker log: "
             f"{stack.log_file('worker')}")
         return 1
-    results = next((json.loads(p.split("=", 1)[1]) for p in args.param
-                    if p.startswith("results_dir=")), "runs/pipeline")
-    latest = ROOT / results / "latest.json"
+    latest = ROOT / param_value(args.param, "results_dir", "runs/pipeline") / "latest.json"
     info = json.loads(latest.read_text(encoding="utf-8")) if latest.exists() else {}
     say(f"done in {minutes:.1f} min")
     for bench, path in info.get("reports", {}).items():

@@ -165,3 +165,13 @@ def test_stack_up_is_idempotent_binds_loopback_and_stops(tmp_path):
     assert not _cmdlines_with(str(stack.ray_temp))
     assert not _cmdlines_with(str(stack.state))
     assert not stack.ray_temp.exists()
+
+
+def test_demo_reads_results_dir_as_prefect_does():
+    """`python -m infra.demo -p results_dir=...` finds latest.json where the flow wrote it:
+    the value is JSON when it parses, else the raw string (Prefect's CLI rule)."""
+    from infra.demo import param_value
+
+    assert param_value(['results_dir="/tmp/a b"'], "results_dir", "runs/pipeline") == "/tmp/a b"
+    assert param_value(["results_dir=runs/x"], "results_dir", "runs/pipeline") == "runs/x"
+    assert param_value(["alpha=0.5", "results_dir_old=1"], "results_dir", "runs/pipeline") == "runs/pipeline"
