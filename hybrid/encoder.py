@@ -172,10 +172,13 @@ class BiEncoder(torch.nn.Module):
         if chunk >= n:
             return self.embed(self.tokenize(texts, kind))
         prefix, limit = self.prefixes[kind], self.max_lens[kind]
-        lengths = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=limit,
-                                 padding=False)["input_ids"]
-        order = sorted(range(n), key=lambda i: -len(lengths[i]))  # stable: ties in input order
-        batches = [self.tokenize([texts[i] for i in order[s:s + chunk]], kind) for s in range(0, n, chunk)]
+        # Tokenized once, unpadded; each chunk is then padded to its own longest text.
+        enc = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=limit,
+                             padding=False)
+        order = sorted(range(n), key=lambda i: -len(enc["input_ids"][i]))  # stable: ties in input order
+        batches = [dict(self.tokenizer.pad({k: [enc[k][i] for i in order[s:s + chunk]] for k in enc.keys()},
+                                           return_tensors="pt"))
+                   for s in range(0, n, chunk)]
         words = self.model.get_input_embeddings()
         if words.weight.requires_grad:
             # One lookup for all chunks: the backward of each lookup writes a dense
