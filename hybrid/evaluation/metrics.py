@@ -59,9 +59,10 @@ def per_query(ranks: np.ndarray, gains: np.ndarray | None = None) -> dict[str, n
         g = np.asarray(gains, dtype=np.float64)
         if g.shape != at.shape:
             raise ValueError(f"gains shape {g.shape} differs from ranks shape {at.shape}")
-        g = np.where(np.isnan(at), 0.0, g)
         if (g[~np.isnan(at)] <= 0).any():
             raise ValueError("gains of relevant items must be > 0")
+        g = np.where(np.isnan(at), 0.0, g)  # NaN: no item (a relevant item not found is inf)
+    at = np.where(np.isnan(at), np.inf, at)  # never in the top 10
     filled = np.where(valid, r, np.inf)
     # hits(r_i): relevant items ranked at or above r_i (ties share the group's last rank).
     hits = (filled[:, None, :] <= filled[:, :, None]).sum(axis=2)
@@ -72,9 +73,7 @@ def per_query(ranks: np.ndarray, gains: np.ndarray | None = None) -> dict[str, n
 
     first = filled[:, 0]
     mrr = np.where(first <= 10, 1.0 / first, 0.0)
-    seen = ~np.isnan(at)
-    dcg = np.where(seen & (np.where(seen, at, np.inf) <= 10),
-                   g / np.log2(np.where(seen, at, 1.0) + 1.0), 0.0).sum(axis=1)
+    dcg = np.where(at <= 10, g / np.log2(np.minimum(at, 10.0) + 1.0), 0.0).sum(axis=1)
     best = -np.sort(-g, axis=1)[:, :10]  # the ideal ranking: gains descending at ranks 1..10
     ideal = (best / np.log2(np.arange(2, best.shape[1] + 2))).sum(axis=1)
     return {
