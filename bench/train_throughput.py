@@ -47,14 +47,18 @@ def _pairs_dir(arg: str | None) -> Path:
 
 def measure(table, model_path: Path, cfg, bf16: bool, freeze: bool, steps: int) -> dict:
     from hybrid.encoder import BiEncoder
-    from hybrid.train.loop import Texts, batch_loss, make_optimizer, make_samplers, trainable
+    from hybrid.train.loop import (
+        Texts,
+        batch_loss,
+        make_optimizer,
+        make_samplers,
+        prepare_encoder,
+        trainable,
+    )
 
     sampler, _ = make_samplers(table, cfg)
     texts = Texts(table)
-    enc = BiEncoder.from_pretrained(model_path)
-    if freeze:
-        enc.freeze_word_embeddings()
-    enc.train()
+    enc = prepare_encoder(BiEncoder.from_pretrained(model_path), torch.device("cpu"), freeze)
     params = trainable(enc)
     opt, sched = make_optimizer(params, cfg)
     times = []

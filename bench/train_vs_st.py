@@ -70,7 +70,7 @@ def worker_ours(spec: dict) -> dict:
     import torch
 
     from hybrid.encoder import BiEncoder
-    from hybrid.train.loop import batch_loss, make_optimizer, trainable
+    from hybrid.train.loop import batch_loss, make_optimizer, prepare_encoder, trainable
 
     if spec["tool"] == "ours_padded":  # before the fix: one batch padded to its longest text
         import hybrid.encoder
@@ -78,10 +78,8 @@ def worker_ours(spec: dict) -> dict:
         hybrid.encoder.TRAIN_CHUNK_CPU = 1 << 30
     n = spec["warmup"] + spec["steps"]
     cfg, _, texts, batches = _batches(spec["pairs"], spec["batch_size"], n)
-    enc = BiEncoder.from_pretrained(spec["model_path"])
-    if spec["freeze"]:
-        enc.freeze_word_embeddings()
-    enc.train()
+    # as a Ray worker on CPU: frozen embeddings if asked, training mode, fast dropout masks
+    enc = prepare_encoder(BiEncoder.from_pretrained(spec["model_path"]), torch.device("cpu"), spec["freeze"])
     params = trainable(enc)
     opt, sched = make_optimizer(params, cfg)
     ends, losses = [time.perf_counter()], []

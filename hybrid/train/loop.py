@@ -181,6 +181,19 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
+def prepare_encoder(encoder, device: torch.device, freeze: bool):
+    """Make `encoder` ready to train on `device`: word embeddings frozen if `freeze`, moved,
+    training mode; on CPU, dropout masks from `hybrid.train.dropout` (same probabilities,
+    a quarter of the generator's draws). Returns `encoder`."""
+    from hybrid.train.dropout import use_fast_dropout
+
+    if freeze:
+        encoder.freeze_word_embeddings()
+    if device.type == "cpu":
+        use_fast_dropout(encoder.model)
+    return encoder.to(device).train()
+
+
 def trainable(encoder) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in encoder.named_parameters() if p.requires_grad}
 
@@ -289,9 +302,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     encoder = BiEncoder.from_pretrained(loop_config["model_path"], pooling=m.pooling,
                                         query_prefix=m.query_prefix, passage_prefix=m.passage_prefix,
                                         max_query_len=m.max_query_len, max_passage_len=m.max_passage_len)
-    if freeze:
-        encoder.freeze_word_embeddings()
-    encoder.to(device).train()
+    prepare_encoder(encoder, device, freeze)
     params = trainable(encoder)
     opt, sched = make_optimizer(params, cfg)
 

@@ -1,0 +1,103 @@
+"""Dropout with cheaper random masks, for training on CPU.
+
+torch's CPU generator draws one 32-bit number per element, on one thread: a dropout mask
+costs ~9 ns per element on 2 cores, 50x the multiply that applies it. In a training step
+of mE5-small (12 layers; hidden and attention-probability dropout in every layer) that was
+~20 % of the step (docs/performance.md). Here a mask takes 64-bit draws from the same
+generator (`torch.randint`, so `torch.manual_seed` makes it reproducible) and reads each as
+four 16-bit uniform numbers: a quarter of the draws. An element is kept when its number is
+at least `round(p * 65536)` above the minimum, so the drop probability is `p` to within
+2^-17 (0.1 -> 0.100006); kept elements are scaled by 1 / (1 - p), as `nn.Dropout` does.
+
+`use_fast_dropout(model)` swaps an HF model's `nn.Dropout` modules for `FastDropout` and its
+attention (when it is SDPA, the default) for `attention`, which is SDPA when dropout is off
+(evaluation) and otherwise scores -> softmax -> fast dropout -> values, as HF's eager path.
+Neither change touches weights or the saved config; on CUDA (Philox masks, fused kernels)
+the standard modules are faster and are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ATTENTION = "hybrid_fast_dropout_sdpa"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device=None) -> torch.Tensor:
+    """Bool tensor of `shape`, each element True with probability 1 - p (to within 2^-17)."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    draws = torch.randint(*_INT64, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    threshold = round(p * 65536) - 32768
+    return (draws.view(torch.int16)[:n] >= threshold).view(shape)
+
+
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """`F.dropout(x, p, training=True)` with a `keep_mask` (differentiable)."""
+    if p <= 0:
+        return x
+    if p >= 1:
+        return torch.zeros_like(x)
+    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0)
+
+
+class FastDropout(nn.Dropout):
+    """`nn.Dropout` whose training-mode masks come from `keep_mask`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return fast_dropout(x, self.p)
+
+
+def attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+              scaling: float | None = None, **kwargs):
+    """HF attention-interface function: bidirectional attention with `fast_dropout` on the
+    attention probabilities; anything else (no dropout, causal, biases, soft-capping) is
+    SDPA's."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    plain = (not kwargs.get("is_causal", getattr(module, "is_causal", False))
+             and kwargs.get("position_bias") is None and kwargs.get("softcap") is None
+             and getattr(module, "num_key_value_groups", 1) == 1)
+    if not dropout or not plain:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:  # SDPA's convention: True = attend
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the same masks SDPA gets
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Swap `model`'s `nn.Dropout` modules for `FastDropout` and, if it runs SDPA attention
+    through HF's attention interface, its attention for `attention`. Returns the number of
+    dropout modules swapped."""
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, FastDropout(child.p, child.inplace))
+                swapped += 1
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) == "sdpa" and model._can_set_attn_implementation():
+        _register()
+        model.set_attn_implementation(ATTENTION)
+    return swapped
