@@ -9,6 +9,11 @@ new); each evaluated model is a child run tagged `mlflow.parentRunId` = the pare
 `hybrid.strategy`, `hybrid.seed`, `hybrid.model`, with the pipeline's metric names
 (`xquad_r.mAP.multi`, ...) and its reports as artifacts. The parent gets the report
 (markdown, PNGs, compare.json) and the verdict as tags.
+
+The MLflow tasks wait a bounded time for the tracking server and are retried when it was
+unreachable (tasks/tracking_server.py); a retried child run finds the one an earlier attempt
+finished, or deletes the one it left unfinished, so a parent never gets two children for one
+model.
 """
 
 from __future__ import annotations
@@ -20,11 +25,20 @@ from prefect import task
 
 from tasks.hashing import dict_hash
 from tasks.tracking import KEY_TAG, flat_params, log_evals, train_metrics
+from tasks.tracking_server import (
+    TRACKING_RETRIES,
+    TRACKING_RETRY_DELAY_S,
+    retry_if_unreachable,
+    tracking_server,
+)
 
 PARENT_TAG = "mlflow.parentRunId"
+RETRIED = {"retries": TRACKING_RETRIES, "retry_delay_seconds": TRACKING_RETRY_DELAY_S,
+           "retry_condition_fn": retry_if_unreachable}
 
 
-@task
+@task(**RETRIED)
+@tracking_server("starting the comparison's parent run")
 def start_parent_run(experiment: str, config: dict) -> dict:
     """The parent run: {"run_id", "experiment_id", "reused"} (reused: a finished parent with
     this config's key exists; its children and report are already logged)."""
@@ -47,7 +61,8 @@ def start_parent_run(experiment: str, config: dict) -> dict:
     return {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "reused": False}
 
 
-@task(task_run_name="log-child-{run[label]}-seed{run[seed]}")
+@task(task_run_name="log-child-{run[label]}-seed{run[seed]}", **RETRIED)
+@tracking_server("logging a comparison child run")
 def log_child_run(parent: dict, run: dict) -> str | None:
     """One nested run for an evaluated model under `parent`; returns its id."""
     if parent["reused"]:
@@ -60,6 +75,14 @@ def log_child_run(parent: dict, run: dict) -> str | None:
     tags = {PARENT_TAG: parent["run_id"], "hybrid.strategy": run["strategy"],
             "hybrid.label": run["label"], "hybrid.model": run["model"],
             "hybrid.seed": str(run.get("seed"))}
+    same = client.search_runs([parent["experiment_id"]], " and ".join(
+        f"tags.`{k}` = '{tags[k]}'" for k in (PARENT_TAG, "hybrid.label", "hybrid.seed")))
+    for r in same:
+        if r.info.status != "FINISHED":
+            client.delete_run(r.info.run_id)  # left unfinished by an earlier attempt
+    for r in same:
+        if r.info.status == "FINISHED":
+            return r.info.run_id  # logged by an earlier attempt of this task
     child = client.create_run(parent["experiment_id"], run_name=name, tags=tags)
     rid = child.info.run_id
     params = {"strategy": run["strategy"], "alpha": run.get("alpha"), "seed": run.get("seed"),
@@ -84,7 +107,8 @@ def compare_report_task(runs: list[dict], out: str, meta: dict, tolerance: float
                                 hybrid_alpha=hybrid_alpha)
 
 
-@task
+@task(**RETRIED)
+@tracking_server("finishing the comparison's parent run")
 def finish_parent_run(parent: dict, report: dict) -> str:
     """Log the report (markdown, PNGs, compare.json) and the verdict to the parent; close it."""
     import mlflow

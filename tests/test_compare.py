@@ -99,3 +99,24 @@ def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
     files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "compare")}
     assert {"report.md", "compare.json", "map-xquad-r.png", "language-bias.png"} <= files
     assert parent.data.tags["hybrid.verdict.claim_close"] in ("True", "False")
+
+
+def test_a_retried_child_run_is_not_logged_twice(compared, deployed):
+    """log_child_run again for a logged model (a retry after a lost response) returns the
+    finished child; an unfinished child of an earlier attempt is deleted, not kept beside it."""
+    import mlflow
+
+    from tasks.compare import PARENT_TAG, log_child_run
+
+    client = mlflow.MlflowClient()
+    latest = compared["latest"]
+    exp_id = client.get_run(latest["parent_run_id"]).info.experiment_id
+    parent = {"run_id": latest["parent_run_id"], "experiment_id": exp_id, "reused": False}
+    run = next(r for r in json.loads(Path(latest["json"]).read_text())["runs"] if r["strategy"] == "x-y")
+    children = lambda: client.search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{parent['run_id']}'")  # noqa: E731
+    finished = {r.data.tags["hybrid.label"]: r.info.run_id for r in children()}
+    stale = client.create_run(exp_id, tags={PARENT_TAG: parent["run_id"], "hybrid.label": run["label"],
+                                            "hybrid.seed": str(run["seed"])})
+    assert log_child_run.fn(parent, run) == finished[run["label"]]
+    assert client.get_run(stale.info.run_id).info.lifecycle_stage == "deleted"
+    assert sorted(r.info.run_id for r in children()) == sorted(finished.values())
