@@ -36,6 +36,11 @@ from pathlib import Path
 HOST = "127.0.0.1"
 POOL = "local"
 DEFAULT_PORTS = {"prefect": 4200, "mlflow": 5000, "ray": 6379}
+# What `env` exports (`Stack.env()`): the variables that point a client at a stack. Tests drop
+# them at startup (tests/conftest.py): inherited from a shell, they would send every local
+# `ray.init()` and MLflow client to the user's stack, or to a stopped one, where they hang.
+CLIENT_ENV = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_AUTH_MODE",
+              "RAY_AUTH_TOKEN_PATH", "PREFECT_HOME")
 # Ray's dashboard serves the state API that Ray Train's placement-group cleaner polls (without
 # it every training logs "Failed to query Ray Train Controller actor state" and a crashed
 # controller's placement group is never released); its agent's HTTP port is fixed (52365)

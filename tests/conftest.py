@@ -14,16 +14,11 @@ from pathlib import Path
 import pytest
 
 from hybrid.paths import default_data_dir
-
-#: What `eval "$(python -m infra.stack env)"` exports (docs/pipeline.md). Tests start their own
-#: Ray, MLflow and Prefect; inherited from the shell, these would point every local
-#: `ray.init()` and MLflow client at the user's stack (or a dead one, where they hang).
-STACK_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_URI",
-             "PREFECT_API_URL", "PREFECT_HOME")
+from infra.stack import CLIENT_ENV
 
 
 def pytest_configure(config):
-    for name in STACK_ENV:
+    for name in CLIENT_ENV:  # a stack's variables exported in the user's shell (infra/stack.py)
         os.environ.pop(name, None)
 
 
@@ -210,8 +205,10 @@ def deployed(stack_session, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack_session.mlflow_uri)
+    before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(stack_session.mlflow_uri)
-    return stack_session
+    yield stack_session
+    mlflow.set_tracking_uri(before)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.stack import Stack, StackError, _descendants, _procs, free_port
+from infra.stack import CLIENT_ENV, Stack, StackError, _descendants, _procs, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,7 @@ def test_stack_up_is_idempotent_binds_loopback_and_stops(tmp_path):
         r = subprocess.run([sys.executable, "-m", "infra.stack", "env", "--state",
                             str(stack.state)], capture_output=True, text=True, cwd=ROOT)
         env = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.splitlines())
+        assert tuple(env) == tuple(stack.env()) == CLIENT_ENV  # what tests/conftest.py drops
         assert env["PREFECT_API_URL"] == f"http://127.0.0.1:{ports['prefect']}/api"
         assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{ports['mlflow']}"
         assert env["RAY_ADDRESS"] == f"127.0.0.1:{ports['ray']}"
