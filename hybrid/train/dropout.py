@@ -1,13 +1,15 @@
 """Dropout with cheaper random masks, for training on CPU.
 
-torch's CPU generator draws one 32-bit number per element, on one thread: a dropout mask
-costs ~9 ns per element on 2 cores, 50x the multiply that applies it. In a training step
-of mE5-small (12 layers; hidden and attention-probability dropout in every layer) that was
-~20 % of the step (docs/performance.md). Here a mask takes 64-bit draws from the same
-generator (`torch.randint`, so `torch.manual_seed` makes it reproducible) and reads each as
-four 16-bit uniform numbers: a quarter of the draws. An element is kept when its number is
-at least `round(p * 65536)` above the minimum, so the drop probability is `p` to within
-2^-17 (0.1 -> 0.100006); kept elements are scaled by 1 / (1 - p), as `nn.Dropout` does.
+`nn.Dropout`'s masks are slow on CPU: `bernoulli_` costs ~10 ns per element on the 2-core
+development machine (13 ms for the 1.6 M attention probabilities of 8 passages of 128
+tokens), 50x the multiply that applies the mask; in a training step of mE5-small (hidden
+and attention-probability dropout in 12 layers) masks were ~20 % of the step
+(docs/performance.md). Here a mask takes 64-bit draws from torch's generator
+(`torch.randint`, so `torch.manual_seed` makes it reproducible) and reads each as four 16-bit
+uniform numbers: one draw per 4 elements, ~2.5x cheaper per mask including its application.
+An element is kept when its number is at least `round(p * 65536)` above the minimum, so the
+drop probability is `p` to within 2^-17 (0.1 -> 0.100006); kept elements are scaled by
+1 / (1 - p), as `nn.Dropout` does.
 
 `use_fast_dropout(model)` swaps an HF model's `nn.Dropout` modules for `FastDropout` and its
 attention (when it is SDPA, the default) for `attention`, which is SDPA when dropout is off
