@@ -55,13 +55,15 @@ def run_demo() -> dict:
     """`python -m infra.demo` twice: a cold run, then the cached re-run.
 
     Cold means what a fresh clone gets: its own stack state dir (new Prefect database and
-    result storage, new MLflow store, new Ray head) and results dir in a temporary directory,
-    so a user's `.state` or earlier runs cannot make the first run a cache hit. The converted
-    model in the user cache (~/.cache/hybrid-retriever) is kept. The stack is stopped after.
+    result storage, new MLflow store, new Ray head), results dir and user cache
+    (`HYBRID_CACHE`: the converted default model, cached embeddings) in a temporary directory,
+    so a user's `.state`, cache or earlier runs cannot make the first run a cache hit (training
+    is deterministic, so an earlier run's embeddings would be hits). The stack is stopped after.
     """
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-        env = {**os.environ, "HYBRID_STATE": str(Path(tmp) / "state")}  # the demo sets the rest
+        env = {**os.environ, "HYBRID_STATE": str(Path(tmp) / "state"),
+               "HYBRID_CACHE": str(Path(tmp) / "cache")}  # the demo sets the rest
         cmd = [sys.executable, "-m", "infra.demo", "-p", f'results_dir="{Path(tmp) / "runs"}"']
         try:
             for name in ("cold", "cached"):
@@ -73,7 +75,7 @@ def run_demo() -> dict:
             subprocess.run([sys.executable, "-m", "infra.stack", "down"], cwd=REPO, env=env)
     out["date_utc"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     out["load_1min_after"] = round(os.getloadavg()[0], 2)
-    out["command"] = "python -m bench.run_all --only demo (python -m infra.demo twice, fresh state)"
+    out["command"] = "python -m bench.run_all --only demo (python -m infra.demo twice, fresh state and cache)"
     (RESULTS / "demo.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return out
 
