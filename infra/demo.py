@@ -3,7 +3,8 @@
 `python -m infra.demo` (what `make demo` runs), from the project root:
 1. starts the local stack (Prefect server, MLflow server, Ray head; `infra.stack up`) and a
    process worker on pool `local`;
-2. `prefect deploy --all` (prefect.yaml);
+2. `prefect deploy --all` (prefect.yaml), unless this stack already has the deployment from
+   the same project directory, prefect.yaml and flows/ (`<state>/deployed.sha256`);
 3. `prefect deployment run 'hybrid-pipeline/quick'`: me5-small, the XQuAD-R train split,
    the quick profile, hybrid batches; evaluation on held-out XQuAD-R and MLQA-R;
 4. follows the run (the worker's log: steps, progress bars) until it ends, then prints the
@@ -15,6 +16,7 @@ stops it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -54,6 +56,45 @@ def flow_run_state(run_id: str, api: str) -> str:
     with temporary_settings({PREFECT_API_URL: api}):
         state = asyncio.run(read())
     return state.type.value if state else "PENDING"
+
+
+def deploy_key() -> str:
+    """sha256 of what `prefect deploy --all` records: the project root (the flows' working
+    directory), prefect.yaml and the flow modules (their signatures are the deployments'
+    parameter schemas)."""
+    h = hashlib.sha256(str(ROOT).encode() + b"\0")
+    for path in [ROOT / "prefect.yaml", *sorted((ROOT / "flows").glob("*.py"))]:
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def deployment_exists(name: str, api: str) -> bool:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def read():
+        async with get_client() as client:
+            await client.read_deployment_by_name(name)
+
+    with temporary_settings({PREFECT_API_URL: api}):
+        try:
+            asyncio.run(read())
+        except Exception:  # ObjectNotFound, or anything else: deploy again
+            return False
+    return True
+
+
+def deploy_needed(stack: Stack, deployment: str, api: str) -> bool:
+    """False when `stack` was last deployed from the same prefect.yaml and flows/ and still
+    has `deployment` (a re-run then skips `prefect deploy --all`, seconds to a minute)."""
+    marker = stack.state / "deployed.sha256"
+    try:
+        same = marker.read_text(encoding="utf-8").strip() == deploy_key()
+    except OSError:
+        return True
+    return not (same and deployment_exists(deployment, api))
 
 
 def param_value(params: list[str], key: str, default: str) -> str:
@@ -105,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     env = {**os.environ, **stack.env()}
-    say("prefect deploy --all")
-    r = _prefect(["--no-prompt", "deploy", "--all"], env)
-    if r.returncode != 0:
-        print(r.stdout[-2000:] + r.stderr[-2000:], file=sys.stderr)
-        return 1
+    if deploy_needed(stack, args.deployment, env["PREFECT_API_URL"]):
+        say("prefect deploy --all")
+        key = deploy_key()
+        r = _prefect(["--no-prompt", "deploy", "--all"], env)
+        if r.returncode != 0:
+            print(r.stdout[-2000:] + r.stderr[-2000:], file=sys.stderr)
+            return 1
+        (stack.state / "deployed.sha256").write_text(key + "\n", encoding="utf-8")
+    else:
+        say("deployments up to date (prefect.yaml and flows/ unchanged since the last deploy)")
     follower = LogFollower(stack.log_file("worker"))
     say(f"prefect deployment run '{args.deployment}'")
     run_args = ["deployment", "run", args.deployment]

@@ -176,3 +176,26 @@ def test_demo_reads_results_dir_as_prefect_does():
     assert param_value(['results_dir="/tmp/a b"'], "results_dir", "runs/pipeline") == "/tmp/a b"
     assert param_value(["results_dir=runs/x"], "results_dir", "runs/pipeline") == "runs/x"
     assert param_value(["alpha=0.5", "results_dir_old=1"], "results_dir", "runs/pipeline") == "runs/pipeline"
+
+
+def test_demo_deploys_again_only_when_the_deployments_may_differ(stack_session, tmp_path, monkeypatch):
+    """`deploy_needed` against the session's Prefect server (deployed by conftest): no marker,
+    a marker from other sources, or a missing deployment mean deploying; a current marker and
+    an existing deployment mean skipping."""
+    import infra.demo
+    from infra.demo import deploy_key, deploy_needed
+
+    stack, api = stack_session.stack, stack_session.env["PREFECT_API_URL"]
+    marker = stack.state / "deployed.sha256"
+    marker.unlink(missing_ok=True)
+    assert deploy_needed(stack, "hybrid-pipeline/quick", api)
+    marker.write_text(deploy_key() + "\n")
+    try:
+        assert not deploy_needed(stack, "hybrid-pipeline/quick", api)
+        assert deploy_needed(stack, "hybrid-pipeline/no-such-deployment", api)
+        (tmp_path / "flows").mkdir()
+        (tmp_path / "prefect.yaml").write_text((ROOT / "prefect.yaml").read_text())
+        monkeypatch.setattr(infra.demo, "ROOT", tmp_path)  # another directory, no flows: differs
+        assert deploy_needed(stack, "hybrid-pipeline/quick", api)
+    finally:
+        marker.unlink()
