@@ -31,6 +31,14 @@ KINDS = ("query", "passage")
 # Texts per length-sorted chunk in `BiEncoder.embed_texts` on CPU (batch 32: 4 chunks, about 40%
 # fewer padded tokens on XQuAD-R than one batch; 6, 11 and 16 were slower: docs/performance.md).
 TRAIN_CHUNK_CPU = 8
+# What `encode` promises across batchings. A text's padded length and its batch's shape depend
+# on its batch mates (batch size, chunking of a corpus), and CPU matrix kernels round
+# differently for different shapes (AMD EPYC: one float32 ulp of a score; me5-small on an
+# Intel Xeon, batch 64 vs 7 vs corpus chunks of 15: scores up to 6.6e-7 apart). So two
+# batchings give scores (cosines) within SCORE_ATOL of each other, and rankings equal except
+# between items whose scores are that close. The same batches give bit-identical vectors:
+# sharded encoding keeps every text's batch, so any shard count gives the same vectors.
+SCORE_ATOL = 1e-5
 
 
 def check_kind(kind: str) -> str:
@@ -201,7 +209,8 @@ class BiEncoder(torch.nn.Module):
         """Embed `texts` as float32 rows [n, dim] in input order.
 
         Texts are sorted by token length (longest first) and padded per batch, so padding
-        costs little; `bf16` runs under bfloat16 autocast (CPU or CUDA).
+        costs little; `bf16` runs under bfloat16 autocast (CPU or CUDA). Another batch size
+        or split of the texts gives scores within `SCORE_ATOL` (see there).
         """
         from tqdm.auto import tqdm
 

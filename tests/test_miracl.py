@@ -14,7 +14,7 @@ from ir_measures import AP, RR, R, nDCG
 from hybrid.cli import main
 from hybrid.data.miracl import read_miracl
 from hybrid.errors import HybridError
-from hybrid.evaluation.ir import retrieve
+from hybrid.evaluation.ir import retrieve, runs_agree
 from hybrid.evaluation.trec import read_qrels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "miracl"
@@ -37,14 +37,39 @@ def test_reader_streams_the_corpus_in_chunks():
 
 
 def test_chunking_does_not_change_the_run(ray_session, tiny):
+    """Chunk size and index kind leave the run as it is, up to the encoder's stated score
+    noise (`SCORE_ATOL`: other batch mates, other kernel shapes); the index kind alone
+    changes nothing (the same vectors, scores recomputed exactly)."""
     (de,) = read_miracl(FIXTURE, ["de"])
     kw = {"depth": 12, "progress": False}
     a, st = retrieve(tiny, de, chunk_size=15, **kw)
     b, _ = retrieve(tiny, de, **kw)  # one chunk; its embeddings are cached for the next tests
     c, _ = retrieve(tiny, de, index="hnsw", **kw)
     assert st == {**st, "documents": 40, "chunks": 3}
-    assert len(a) == 8 * 12 and a.equals(b) and a.equals(c)
+    assert len(a) == len(b) == 8 * 12
+    assert runs_agree(a, b) == [] and runs_agree(b, a) == []
+    assert b.equals(c)
     assert (a.groupby("qid")["score"].diff().dropna() <= 0).all()
+
+
+def _run(rows):
+    return pd.DataFrame(rows, columns=["qid", "docid", "score"])
+
+
+def test_runs_agree_tells_noise_from_a_changed_run():
+    a = _run([("q", "x", 0.9), ("q", "y", 0.5), ("q", "z", 0.40000)])
+    assert runs_agree(a, a) == []
+    # Scores within the tolerance, a near tie swapped, a near tie at the cut-off: agree.
+    noise = _run([("q", "x", 0.9 + 4e-6), ("q", "y", 0.5), ("q", "w", 0.400004)])
+    assert runs_agree(a, noise) == []
+    swapped = _run([("q", "y", 0.9), ("q", "x", 0.5), ("q", "z", 0.4)])
+    assert any("swap" in p for p in runs_agree(a, swapped))
+    moved = _run([("q", "x", 0.9), ("q", "y", 0.5001), ("q", "z", 0.4)])
+    assert runs_agree(a, moved) == ["q/y: score 0.5 vs 0.5001"]
+    cut = _run([("q", "x", 0.9), ("q", "y", 0.5), ("q", "w", 0.3)])
+    assert len(runs_agree(a, cut)) == 2  # z and w: each far from the other run's cut-off
+    assert runs_agree(a, _run([("p", "x", 0.9)])) == ["the runs have different queries"]
+    assert runs_agree(a, a.iloc[:2]) == ["q: 3 vs 2 documents"]
 
 
 def test_miracl_cli_end_to_end_matches_ir_measures(ray_session, tiny, tmp_path):

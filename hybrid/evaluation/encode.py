@@ -9,7 +9,8 @@ batches. Each shard is one Ray task (`num_cpus` = CPUs / shards, at least 1; one
 when the cluster has GPUs) that runs `BiEncoder.encode` on its texts, which keeps that
 order and batching. So every text is encoded in the same batch, padded to the same length,
 whatever the shard count, and the results are bit-identical for 1 or N shards. One shard is
-the degenerate case of the same path (still one Ray task).
+the degenerate case of the same path (still one Ray task). Another batch size changes the
+batches, and so the vectors within `hybrid.encoder.SCORE_ATOL` (the cache keys on it).
 
 Cache. Entries live under `{cache}/embeddings/{model fingerprint}/{kind}-{table
 fingerprint}-{fp32|bf16}-b{batch_size}/part-{i}-of-{n}.*` (see

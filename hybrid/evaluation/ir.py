@@ -7,7 +7,9 @@ encoded as kind "query"; the corpus is read in chunks of `chunk_size` passages
 (Ray shards, cached per chunk), searched with a `DenseIndex` for every query's top `depth`,
 and merged into the running top `depth`; only one chunk's texts and vectors are in memory
 at a time. The retrieved items' scores are recomputed as float64 dot products rounded to
-float32 (`score_matrix`'s rule), so they do not depend on the index or the chunking.
+float32 (`score_matrix`'s rule), so they do not depend on the index kind. The chunk size
+changes which passages share an encoding batch, so it moves scores by up to
+`hybrid.encoder.SCORE_ATOL`: `runs_agree` states what two such runs have in common.
 
 Metrics (`run_metrics`): a document is relevant when its qrels relevance is > 0; nDCG@10
 takes the relevance as its gain (graded qrels, e.g. 1-3, give graded nDCG as trec_eval's
@@ -87,6 +89,43 @@ def retrieve(model, collection, *, depth: int = 100, chunk_size: int = 100_000,
                         "score": best_s.ravel()[keep]})
     return run, {"documents": n_docs, "chunks": n_chunks, "encode_seconds": round(t_enc, 3),
                  "search_seconds": round(t_search, 3)}
+
+
+def runs_agree(a: pd.DataFrame, b: pd.DataFrame, atol: float | None = None) -> list[str]:
+    """Where two runs (qid, docid, score; top-k lists of the same queries) differ by more
+    than `atol` of score noise: [] when they agree. They agree when they have the same
+    queries and list lengths; a document in both has scores within `atol`; a document in only
+    one scores within `atol` of the other run's lowest retrieved score for that query (a near
+    tie at the cut-off); and two documents in both are in the same order unless their scores
+    are within 2 * `atol`. Used to check that chunking and index kind do not change a run.
+    `atol` defaults to `hybrid.encoder.SCORE_ATOL`."""
+    if atol is None:
+        from hybrid.encoder import SCORE_ATOL as atol
+    problems = []
+    if set(a["qid"]) != set(b["qid"]):
+        return ["the runs have different queries"]
+    for qid, x in a.groupby("qid", sort=True):
+        y = b[b["qid"] == qid]
+        if len(x) != len(y):
+            problems.append(f"{qid}: {len(x)} vs {len(y)} documents")
+            continue
+        both = x.merge(y, on="docid", suffixes=("_a", "_b"))
+        far = both[(both["score_a"] - both["score_b"]).abs() > atol]
+        problems += [f"{qid}/{d}: score {s:.9g} vs {t:.9g}"
+                     for d, s, t in far[["docid", "score_a", "score_b"]].values]
+        for only, other in ((x, y), (y, x)):
+            alone = only[~only["docid"].isin(other["docid"])]
+            cut = other["score"].min()
+            problems += [f"{qid}/{d}: retrieved by one run only, score {s:.9g} vs cut-off {cut:.9g}"
+                         for d, s in alone[["docid", "score"]].values if abs(s - cut) > atol]
+        both = both.sort_values("score_a", ascending=False, kind="stable")
+        rank_b = both["score_b"].rank(ascending=False, method="first").to_numpy()
+        s = both["score_a"].to_numpy(np.float64)
+        i, j = np.nonzero(np.triu(rank_b[:, None] > rank_b[None, :], k=1)
+                          & (s[:, None] - s[None, :] > 2 * atol))
+        problems += [f"{qid}: {both['docid'].iloc[p]} and {both['docid'].iloc[q]} swap places"
+                     for p, q in zip(i, j, strict=True)]
+    return problems
 
 
 def run_metrics(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[dict, dict, pd.DataFrame]:
