@@ -98,10 +98,11 @@ class BiEncoder(torch.nn.Module):
         pooling config and prompts), else mean pooling, "query: "/"passage: ", 64/128."""
         from transformers import AutoTokenizer
 
+        from hybrid.model.check import check_model_files
         from hybrid.model.resolve import resolve_model
         from hybrid.model.st_files import read_encoder_settings
 
-        path = resolve_model(spec)
+        path = check_model_files(resolve_model(spec), trust_remote_code=trust_remote_code)
         stored = read_encoder_settings(path)
         given = {"pooling": pooling, "query_prefix": query_prefix,
                  "passage_prefix": passage_prefix, "max_query_len": max_query_len,
@@ -281,38 +282,56 @@ class BiEncoder(torch.nn.Module):
 
 # ---------------------------------------------------------------- file helpers
 def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
-    """Texts from `.txt` (one per line, every line kept), `.jsonl` (objects with
-    `column`) or `.parquet` (string column `column`)."""
+    """Texts from `.txt` (one per line, every line kept, so row i is line i + 1), `.jsonl`
+    (objects with `column`) or `.parquet` (string column `column`). An empty input, an empty
+    or blank text, or a file that is not UTF-8 is a HybridError naming the file (and line)."""
     p = check_data_path(path, what="--input")
+    if p.is_dir():
+        raise HybridError(f"--input {p}: is a directory (expected a file)")
     if not p.is_file():
-        raise HybridError(f"{p}: no such file")
+        raise HybridError(f"--input {p}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".txt":
-        return p.read_text(encoding="utf-8").splitlines()
-    if suffix == ".jsonl":
+        try:
+            texts = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise HybridError(f"--input {p}: not UTF-8 text (byte {exc.start})") from None
+        where = "line"
+    elif suffix == ".jsonl":
         texts = []
         for n, obj in iter_jsonl(p):
             if not isinstance(obj, dict) or not isinstance(obj.get(column), str):
                 raise HybridError(f"{p}:{n}: expected an object with a string {column!r}")
+            if not obj[column].strip():
+                raise HybridError(f"{p}:{n}: empty text in {column!r}")
             texts.append(obj[column])
-        return texts
-    if suffix == ".parquet":
+        where = "line"
+    elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
             table = pq.read_table(p)
         except Exception as exc:
-            raise HybridError(f"{p}: cannot read Parquet ({exc})") from exc
+            raise HybridError(f"{p}: cannot read Parquet ({str(exc).splitlines()[0]})") from exc
         if column not in table.column_names:
             raise HybridError(f"{p}: no column {column!r} (columns: "
                               f"{', '.join(table.column_names)})")
-        values = table.column(column).to_pylist()
-        bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+        texts = table.column(column).to_pylist()
+        bad = next((i for i, v in enumerate(texts) if not isinstance(v, str)), None)
         if bad is not None:
             raise HybridError(f"{p}: row {bad} of column {column!r} is not a string")
-        return values
-    raise HybridError(f"{p}: unsupported input type {suffix or '(none)'} "
-                      "(expected .txt, .jsonl or .parquet)")
+        where = "row"
+    else:
+        raise HybridError(f"--input {p}: unsupported input type {suffix or '(none)'} "
+                          "(expected .txt, .jsonl or .parquet)")
+    if not texts:
+        raise HybridError(f"--input {p}: no texts")
+    blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if blank is not None:
+        n = blank if where == "row" else blank + 1
+        raise HybridError(f"--input {p}: {where} {n} is an empty text (every {where} is "
+                          f"embedded; remove it)")
+    return texts
 
 
 def write_embeddings(path: str | os.PathLike, emb: np.ndarray) -> Path:

@@ -31,10 +31,13 @@ def validate_lang(code: str, *, where: str = "") -> str:
 
 
 def parse_langs(spec: str | None, *, allowed: tuple[str, ...] | None = None) -> list[str] | None:
-    """Parse 'en,de,zh' into a validated list (None stays None)."""
-    if spec is None or spec == "":
+    """Parse 'en,de,zh' into a validated list (None, the option left out, stays None: all
+    languages; an empty list such as '' or ',' is an error)."""
+    if spec is None:
         return None
     langs = [validate_lang(s.strip(), where="--languages") for s in spec.split(",") if s.strip()]
+    if not langs:
+        raise HybridError(f"--languages: no language in {spec!r} (leave the option out for all)")
     if allowed is not None:
         bad = [lang for lang in langs if lang not in allowed]
         if bad:

@@ -190,6 +190,10 @@ class HybridBatchSampler:
                 self.excluded_languages[ds] = sorted(set(by_lang) - set(ok))
             if self.mono_p < 1 and self.strategy not in ("x-x", "multitask"):
                 multi = [i for i, lgs in langs_of.items() if len(lgs) >= 2]
+                if not multi:
+                    raise HybridError(f"pairs table: no xling_id of dataset {ds!r} has rows in two "
+                                      f"languages, and strategy {self.strategy} needs cross-lingual "
+                                      f"pairs (parallel questions); use x-x-mono, or add translations")
                 if len(multi) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids available in two or more "
                                       f"languages of dataset {ds!r} ({len(multi)}) for cross batches")

@@ -1,6 +1,7 @@
 """Bad input through the `hybrid` CLI, in one table: every case exits 2 with exactly one
 stderr line `error: ...` naming the problem, and writes nothing anywhere (the whole test
-directory, inputs and a pre-existing --out with a file in it, is byte-identical after).
+directory, inputs and a pre-existing --out holding an earlier output's file, is
+byte-identical after).
 
 Area tests (test_data_bad_input.py, test_train.py, test_eval_pipeline.py, test_model_*.py)
 check the detailed messages; this table checks the contract across commands, fast (no Ray
@@ -59,11 +60,19 @@ def _write_inputs(d: Path, tiny: Path) -> None:
         f.unlink()
     (no_weights / "pytorch_model.bin").write_bytes(b"pickle")
     (d / "profile.yaml").write_text("run:\n  steps: [1\n", encoding="utf-8")
+    (d / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    (d / "blank-line.txt").write_text("a text\n\nanother\n", encoding="utf-8")
+    (d / "dir.npy").mkdir()
+    (d / "unterminated.jsonl").write_text('{"xling_id": "1", "lang": "en", "question": "q\n',
+                                          encoding="utf-8")
+    write_pairs(pd.DataFrame(_rows(20, ["en"]) + _rows(20, ["de"], dataset="other")),
+                d / "pairs-not-parallel", {"source": "test"})
 
 
 # Each case: (id, argv template, a fragment the message must contain, env).
-# {in} is the inputs dir, {out} the --out dir (exists, holds keep.txt), {tiny} the model,
-# {xq} the offline XQuAD-R files, {root} the test directory.
+# {in} is the inputs dir, {out} the --out dir (exists, holds a file of an earlier output of
+# the same command, `KEEP`), {tiny} the model, {xq} the offline XQuAD-R files, {root} the
+# test directory.
 TRAIN = ["train", "--profile", "tiny", "--model", "{tiny}", "--pairs", "{in}/pairs", "--out", "{out}"]
 EVAL = ["evaluate", "--benchmark", "xquad-r", "--source", "{xq}", "--out", "{out}", "--languages", "en"]
 ENCODE = ["encode", "--model", "{tiny}", "--input", "{in}/texts.txt", "--kind", "query",
@@ -124,7 +133,50 @@ CASES = [
     ("encode-input-outside-data-roots", ENCODE, "outside the allowed data roots",
      {"HYBRID_DATA_ROOTS": "{root}/allowed"}),
     ("encode-bad-output-type", [*ENCODE[:-1], "{out}/emb.csv"], "unsupported output type", {}),
+    # output paths: never replaced by the other kind, never a user's directory deleted
+    ("batches-out-is-a-directory", ["batches", "--pairs", "{in}/pairs", "--out", "{out}"],
+     "is a directory (expected a file)", {}),
+    ("encode-out-is-a-directory", [*ENCODE[:-1], "{in}/dir.npy"], "is a directory", {}),
+    ("prepare-out-is-a-file", [*PREPARE[:-1], "{in}/texts.txt", "--source", "{xq}"],
+     "exists and is not a directory", {}),
+    ("pairs-out-parent-is-a-file", ["data", "pairs", "--out", "{in}/texts.txt/sub", "--source",
+                                    "table:{in}/good.jsonl"], "texts.txt is not a directory", {}),
+    ("train-out-is-a-file", [*TRAIN[:-1], "{in}/texts.txt"], "exists and is not a directory", {}),
+    ("eval-out-is-a-file", [*EVAL[:6], "{in}/texts.txt", *EVAL[7:], "--model", "{tiny}"],
+     "exists and is not a directory", {}),
+    ("batches-out-parent-is-a-file", ["batches", "--pairs", "{in}/pairs", "--out",
+                                      "{in}/texts.txt/b.jsonl"], "is not a directory", {}),
+    ("prepare-out-not-writable", [*PREPARE[:-1], "/sys/hybrid-test/out", "--source", "{xq}"],
+     "cannot write in /sys", {}),
+    ("prepare-out-is-a-users-directory", [*PREPARE[:-1], "{root}", "--source", "{xq}"],
+     "an existing directory with other content (allowed, in, out)", {}),
+    ("pairs-out-is-a-users-directory", ["data", "pairs", "--out", "{in}", "--source",
+                                        "table:{in}/good.jsonl"], "other content", {}),
+    ("eval-out-is-a-users-directory", [*EVAL[:6], "{in}", *EVAL[7:], "--model", "{tiny}"],
+     "other content", {}),
+    # input files
+    ("encode-input-not-utf8", [*ENCODE[:3], "--input", "{in}/latin1.txt", *ENCODE[5:]],
+     "not UTF-8 text", {}),
+    ("encode-empty-input", [*ENCODE[:3], "--input", "{in}/empty.txt", *ENCODE[5:]], "no texts", {}),
+    ("encode-blank-line", [*ENCODE[:3], "--input", "{in}/blank-line.txt", *ENCODE[5:]],
+     "line 2 is an empty text", {}),
+    ("encode-input-is-a-directory", [*ENCODE[:3], "--input", "{in}/squad", *ENCODE[5:]],
+     "is a directory (expected a file)", {}),
+    ("table-unterminated-json", [*PAIRS, "--source", "table:{in}/unterminated.jsonl"],
+     "malformed JSON (Unterminated string starting at column 45)", {}),
+    ("pairs-without-parallel-ids", [*TRAIN[:6], "{in}/pairs-not-parallel", *TRAIN[7:]],
+     "no xling_id of dataset 'other' has rows in two languages", {}),
+    ("languages-empty", [*PREPARE, "--source", "{xq}", "--languages", ""], "--languages: no language", {}),
+    ("languages-only-commas", [*PREPARE, "--source", "{xq}", "--languages", ","],
+     "--languages: no language", {}),
+    # usage errors: one line, not Typer's box
+    ("missing-required-option", ["encode", "--model", "{tiny}", "--kind", "query", "--out", "{out}/e.npy"],
+     "--input: missing", {}),
+    ("unknown-option", [*ENCODE, "--frobnicate"], "No such option: --frobnicate", {}),
+    ("not-an-integer", [*TRAIN, "--steps", "many"], "--steps: Input should be a valid integer", {}),
+    ("unknown-command", ["trian"], "No such command 'trian'", {}),
 ]
+KEEP = {"prepare": "meta.json", "pairs": "pairs_meta.json", "evaluate": "metrics.json"}
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -138,7 +190,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, xquad_dir, tmp_path, mon
     (tmp_path / "allowed").mkdir()
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("an earlier output\n", encoding="utf-8")
+    command = argv[1] if argv[0] == "data" else argv[0]
+    (out / KEEP.get(command, "keep.txt")).write_text("an earlier output\n", encoding="utf-8")
     fill = {"in": str(tmp_path / "in"), "out": str(out), "tiny": str(tiny), "root": str(tmp_path),
             "xq": str(xquad_dir)}
     for key, value in env.items():
@@ -155,8 +208,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, xquad_dir, tmp_path, mon
     assert _tree(tmp_path) == before  # nothing written, removed or changed
 
 
-def test_the_table_covers_at_least_20_cases():
-    assert len({c[0] for c in CASES}) == len(CASES) >= 20
+def test_the_table_covers_at_least_40_cases_and_every_command():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 40
+    commands = {c[1][1] if c[1][0] == "data" else c[1][0] for c in CASES}
+    assert {"prepare", "pairs", "train", "batches", "evaluate", "encode"} <= commands
 
 
 def test_registry_alias_that_does_not_exist(tiny, tmp_path, tmp_path_factory, monkeypatch, capsys):

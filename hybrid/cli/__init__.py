@@ -1,13 +1,21 @@
 """`hybrid` command line: every pipeline step, runnable without Prefect.
 
 Each area registers its commands from its own module (data, model, train, evaluate), so
-the CLI stays a thin driver over the library. User errors (`HybridError`) print one line,
-`error: <message>`, and exit with status 2.
+the CLI stays a thin driver over the library. Every failure prints one line to stderr:
+- user errors (`HybridError`) and usage errors (a missing or unknown option, a bad value):
+  `error: <option or file>: <problem>`, exit status 2;
+- Ctrl-C: `error: interrupted ...`, exit status 130 (outputs are swapped in whole at the
+  end, so the earlier output is still there and complete);
+- anything else (a bug, or a failure the library does not yet name): `error: unexpected
+  <type>: <message>`, redacted (`hybrid.redact`), exit status 1; `--debug` anywhere on the
+  command line (or HYBRID_DEBUG=1) prints the redacted traceback as well.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import typer
 
@@ -46,16 +54,54 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (2 for user errors)."""
+    """Console entry point; returns the exit status (2 user error, 130 interrupted, 1 bug)."""
+    from typer._click import exceptions as click_exc
+
+    from hybrid.redact import redact
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HYBRID_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     try:
-        app(args=argv, prog_name="hybrid")
+        code = app(args=argv, prog_name="hybrid", standalone_mode=False)
     except HybridError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return _fail(str(exc), 2)
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help())
         return 2
-    except SystemExit as exc:  # typer exits itself after --help and usage errors
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    return 0
+    except click_exc.ClickException as exc:
+        return _fail(_usage(exc), 2)
+    except (click_exc.Abort, KeyboardInterrupt):
+        return _fail("interrupted; outputs are written whole at the end, so an earlier "
+                     "output is as it was", 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if debug:
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return _fail(f"unexpected {type(exc).__name__}: {redact(first)}"
+                     + ("" if debug else " (run again with --debug for the traceback)"), 1)
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _usage(exc) -> str:
+    """A Click usage error as `<option>: <problem> (see hybrid COMMAND --help)`."""
+    from typer._click import exceptions as click_exc
+
+    param = getattr(exc, "param", None)
+    name = "/".join(param.opts) if param is not None and getattr(param, "opts", None) else None
+    if isinstance(exc, click_exc.MissingParameter) and name:
+        text = f"{name}: missing (a required option)"
+    elif isinstance(exc, click_exc.BadParameter) and name:
+        text = f"{name}: {exc.message}"
+    else:
+        text = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    return f"{text} (see {ctx.command_path} --help)" if ctx is not None else text
 
 
 if __name__ == "__main__":

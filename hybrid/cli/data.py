@@ -26,9 +26,11 @@ def prepare(
         help="Comma-separated subset, e.g. 'en,de' (default: all).")] = None,
 ) -> None:
     """Write a LAReQA benchmark as questions/candidates/qrels Parquet tables."""
-    from hybrid.data.lareqa import read_lareqa, write_benchmark
+    from hybrid.data.lareqa import BENCHMARK_FILES, read_lareqa, write_benchmark
+    from hybrid.io import check_output
     from hybrid.langs import parse_langs
 
+    check_output(out, "dir", what="--out", names=BENCHMARK_FILES)
     b = read_lareqa(source, benchmark, parse_langs(languages))
     write_benchmark(b, out)
     _warn(b.meta.get("warnings", []))
@@ -52,9 +54,11 @@ def pairs(
         help="Share of XQuAD-R articles held out (not used for pairs).")] = 0.5,
 ) -> None:
     """Build the parallel QA table (one row per dataset, xling_id, lang)."""
-    from hybrid.data.pairs import counts, write_pairs
+    from hybrid.data.pairs import PAIRS_FILES, counts, write_pairs
     from hybrid.data.sources import build_pairs
+    from hybrid.io import check_output
 
+    check_output(out, "dir", what="--out", names=PAIRS_FILES)
     df, meta = build_pairs(source, split_seed=split_seed, heldout_fraction=heldout_fraction)
     write_pairs(df, out, meta)
     _warn(meta["warnings"])

@@ -41,10 +41,12 @@ def encode(
     """Embed texts with a bi-encoder (L2-normalised rows in input order)."""
     from hybrid.encoder import BiEncoder, check_kind, read_texts, write_embeddings
     from hybrid.errors import HybridError
+    from hybrid.io import check_output
 
     check_kind(kind)
     if out.suffix.lower() not in (".npy", ".parquet"):
-        raise HybridError(f"{out}: unsupported output type (expected .npy or .parquet)")
+        raise HybridError(f"--out {out}: unsupported output type (expected .npy or .parquet)")
+    check_output(out, "file", what="--out")
     texts = read_texts(input, column=column)
     encoder = BiEncoder.from_pretrained(model)
     emb = encoder.encode(texts, kind, batch_size=batch_size, bf16=bf16)

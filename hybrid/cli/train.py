@@ -38,8 +38,10 @@ def train_cmd(
     storage_path: Annotated[Path | None, typer.Option("--storage-path", help="Ray Train storage (default OUT/ray); a rerun with the same one resumes.")] = None,
 ) -> None:
     """Train a bi-encoder with hybrid batches on Ray Train; resumes from its storage path."""
+    from hybrid.io import check_output, output_lock
     from hybrid.train import load_profile, train
 
+    check_output(out, "dir", what="--out")
     cfg = load_profile(profile).override(**{
         "data.pairs": str(pairs), "out": str(out), "data.strategy": strategy, "data.alpha": alpha,
         "run.workers": workers, "model.model": model, "run.steps": steps,
@@ -48,7 +50,8 @@ def train_cmd(
         "run.val_every": val_every, "run.patience": patience, "run.max_failures": max_failures,
         "run.storage_path": None if storage_path is None else str(storage_path),
     })
-    result = train(cfg)
+    with output_lock(out):
+        result = train(cfg)
     s = json.loads((result / "train_summary.json").read_text(encoding="utf-8"))
     best = s["best_val_loss"]
     typer.echo(f"trained {s['steps']} steps ({s['pairs_seen']} pairs, {s['pairs_per_s']} pairs/s); "
@@ -66,9 +69,10 @@ def batches_cmd(
 ) -> None:
     """Write the batches a training run would draw (no training), one JSON line each."""
     from hybrid.data.pairs import load_pairs
-    from hybrid.io import write_text
+    from hybrid.io import check_output, write_text
     from hybrid.sampling import HybridBatchSampler
 
+    check_output(out, "file", what="--out")
     if steps is not None and steps < 1:
         raise HybridError(f"--steps: must be >= 1, got {steps}")
     sampler = HybridBatchSampler(load_pairs(pairs), strategy, batch_size, alpha, seed)

@@ -36,11 +36,12 @@ import pandas as pd
 from hybrid.data.download import fetch
 from hybrid.data.squad import SquadFile, read_squad
 from hybrid.errors import HybridError
-from hybrid.io import write_json, write_parquet
+from hybrid.io import output_dir, write_json, write_parquet
 from hybrid.langs import MLQA_R_LANGS, XQUAD_R_LANGS, validate_lang
 from hybrid.paths import cache_dir, check_data_path, default_data_dir
 from hybrid.redact import redact
 
+BENCHMARK_FILES = ("meta.json", "questions.parquet", "candidates.parquet", "qrels.parquet")
 QUESTION_COLUMNS = ["qid", "xling_id", "lang", "text", "article"]
 CANDIDATE_COLUMNS = ["cid", "lang", "sentence", "context", "context_id", "position", "article"]
 QREL_COLUMNS = ["qid", "cid"]
@@ -315,20 +316,22 @@ def read_lareqa(source: str | Path | None, benchmark: str, languages: list[str] 
 
 
 def write_benchmark(b: Benchmark, out_dir: str | Path) -> Path:
-    """Write questions/candidates/qrels Parquet and meta.json (each file atomically, meta last)."""
+    """Write questions/candidates/qrels Parquet and meta.json as one set: built in a
+    temporary directory and swapped in for `out_dir` whole (`hybrid.io.output_dir`)."""
     out = Path(out_dir)
-    write_parquet(out / "questions.parquet", b.questions[QUESTION_COLUMNS])
-    write_parquet(out / "candidates.parquet", b.candidates[CANDIDATE_COLUMNS])
-    write_parquet(out / "qrels.parquet", b.qrels[QREL_COLUMNS])
-    meta = dict(b.meta, benchmark=b.name, languages=list(b.languages), counts=b.counts())
-    write_json(out / "meta.json", meta)
+    with output_dir(out, BENCHMARK_FILES) as tmp:
+        write_parquet(tmp / "questions.parquet", b.questions[QUESTION_COLUMNS])
+        write_parquet(tmp / "candidates.parquet", b.candidates[CANDIDATE_COLUMNS])
+        write_parquet(tmp / "qrels.parquet", b.qrels[QREL_COLUMNS])
+        meta = dict(b.meta, benchmark=b.name, languages=list(b.languages), counts=b.counts())
+        write_json(tmp / "meta.json", meta)
     return out
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
     """Load what `write_benchmark` wrote."""
     d = check_data_path(path, what="--source")
-    need = ["meta.json", "questions.parquet", "candidates.parquet", "qrels.parquet"]
+    need = list(BENCHMARK_FILES)
     missing = [n for n in need if not (d / n).is_file()]
     if missing:
         raise HybridError(f"{d}: not a prepared benchmark (missing {', '.join(missing)}); "

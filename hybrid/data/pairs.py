@@ -23,10 +23,11 @@ import pandas as pd
 import pyarrow as pa
 
 from hybrid.errors import HybridError
-from hybrid.io import write_json, write_parquet
+from hybrid.io import output_dir, write_json, write_parquet
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
 
+PAIRS_FILES = ("pairs.parquet", "pairs_meta.json")
 PAIRS_COLUMNS = ["dataset", "xling_id", "lang", "question", "positive", "context", "hard_negatives"]
 REQUIRED_COLUMNS = ["xling_id", "lang", "question", "positive"]
 PAIRS_SCHEMA = pa.schema([
@@ -107,12 +108,14 @@ def counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def write_pairs(df: pd.DataFrame, out_dir: str | Path, meta: dict) -> Path:
-    """Write DIR/pairs.parquet and DIR/pairs_meta.json atomically (meta last)."""
+    """Write DIR/pairs.parquet and DIR/pairs_meta.json as one set, swapped in for DIR whole
+    (`hybrid.io.output_dir`)."""
     out = Path(out_dir)
     df = df[PAIRS_COLUMNS]
     table = pa.Table.from_pandas(df, schema=PAIRS_SCHEMA, preserve_index=False)
-    write_parquet(out / "pairs.parquet", table)
-    write_json(out / "pairs_meta.json", dict(meta, rows=len(df), rows_per_dataset_lang=counts(df)))
+    with output_dir(out, PAIRS_FILES) as tmp:
+        write_parquet(tmp / "pairs.parquet", table)
+        write_json(tmp / "pairs_meta.json", dict(meta, rows=len(df), rows_per_dataset_lang=counts(df)))
     return out / "pairs.parquet"
 
 

@@ -30,6 +30,7 @@ from hybrid.data.pairs import PAIRS_COLUMNS, check_unique, empty_pairs, validate
 from hybrid.data.split import article_split
 from hybrid.data.squad import read_squad
 from hybrid.errors import HybridError
+from hybrid.io import json_error
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
 from hybrid.redact import redact
@@ -159,7 +160,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise HybridError(f"{path}: line {n}: malformed JSON ({exc.msg})") from None
+            raise HybridError(f"{path}: line {n}: malformed JSON ({json_error(exc, line=False)})") from None
         if not isinstance(rec, dict):
             raise HybridError(f"{path}: line {n}: not a JSON object")
         records.append(rec)

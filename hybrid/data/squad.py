@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid.errors import HybridError
+from hybrid.io import json_error
 
 
 @dataclass
@@ -105,7 +106,7 @@ def read_json_bytes(path: Path) -> tuple[object, str]:
     try:
         return json.loads(text), sha
     except json.JSONDecodeError as exc:
-        raise HybridError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise HybridError(f"{path}: malformed JSON ({json_error(exc)})") from None
 
 
 def _get(obj, key, kind, where):

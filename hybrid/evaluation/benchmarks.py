@@ -2,7 +2,9 @@
 
 `run_benchmark(name, model, out, ...)` dispatches to the benchmark's evaluation and, with
 `trec=True`, also writes the ranking as `run.trec` and its judgements as `qrels.trec`
-(`hybrid.evaluation.trec`). A pipeline task calls this one function with a name from
+(`hybrid.evaluation.trec`). The files are written into a temporary directory that replaces
+`out` as a whole at the end (`hybrid.io.output_dir`): an interrupted or failed evaluation
+leaves the earlier output complete, never a mix of two runs. A pipeline task calls this one function with a name from
 `BENCHMARK_NAMES` and gets the metrics.json dict back. A model spec naming a known
 baseline (`hybrid.model.baselines`) is evaluated with that model's pooling and prefixes.
 
@@ -17,17 +19,19 @@ baseline (`hybrid.model.baselines`) is evaluated with that model's pooling and p
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hybrid.errors import HybridError
 from hybrid.evaluation.trec import write_trec
-from hybrid.io import write_json
+from hybrid.io import check_output, output_dir, write_json
 from hybrid.model.baselines import with_baseline_settings
 
 LAREQA = ("xquad-r", "mlqa-r")
 BENCHMARK_NAMES = (*LAREQA, "tatoeba", "bitext", "miracl", "trec")
 #: Each benchmark's headline metric (in its `settings` and `summary` groups); "mteb" is
 #: `hybrid mteb` / `run_mteb`.
+#: Every entry `run_benchmark` may write into `out` (an existing `out` holding anything else
+#: is refused, not replaced).
+EVAL_FILES = ("metrics.json", "report.md", "retrieved.parquet", "map_matrix.csv",
+              "map_matrix.png", "run.trec", "qrels.trec")
 HEADLINE = {"xquad-r": "map", "mlqa-r": "map", "tatoeba": "accuracy@1", "bitext": "accuracy@1",
             "miracl": "ndcg@10", "trec": "ndcg@10", "mteb": "main_score"}
 
@@ -44,20 +48,22 @@ def run_benchmark(name: str, model, out, *, source=None, languages=None,
           "progress": progress}
     if name not in BENCHMARK_NAMES:
         raise HybridError(f"--benchmark: unknown benchmark {name!r} (choose {', '.join(BENCHMARK_NAMES)})")
+    check_output(out, "dir", what="--out", names=EVAL_FILES)
     model = with_baseline_settings(model)  # known HF baselines: their pooling and prefixes
     if name in LAREQA:
         from hybrid.evaluation.evaluate import evaluate, load_eval_benchmark
 
-        m = evaluate(model, name, source, out, split=split, languages=languages,
-                     split_seed=split_seed, heldout_fraction=heldout_fraction, index=index, **kw)
-        if trec:
-            import pandas as pd
+        split_kw = {"split": split, "languages": languages, "split_seed": split_seed,
+                    "heldout_fraction": heldout_fraction}
+        with output_dir(out, EVAL_FILES) as tmp:
+            m = evaluate(model, name, source, tmp, index=index, **split_kw, **kw)
+            if trec:
+                import pandas as pd
 
-            b = load_eval_benchmark(name, source, split=split, languages=languages,
-                                    split_seed=split_seed, heldout_fraction=heldout_fraction)
-            run = pd.read_parquet(Path(out) / "retrieved.parquet")
-            write_trec(out, run, b.qrels.assign(relevance=1), name)
-            write_json(Path(out) / "metrics.json", m)  # metrics.json stays the last file
+                b = load_eval_benchmark(name, source, **split_kw)
+                run = pd.read_parquet(tmp / "retrieved.parquet")
+                write_trec(tmp, run, b.qrels.assign(relevance=1), name)
+                write_json(tmp / "metrics.json", m)  # metrics.json stays the last file
         return m
     if name in ("tatoeba", "bitext"):
         from hybrid.data.bitext import read_aligned, read_tatoeba
@@ -65,7 +71,8 @@ def run_benchmark(name: str, model, out, *, source=None, languages=None,
 
         bitext = (read_tatoeba(source, languages, directions) if name == "tatoeba"
                   else read_aligned(source, languages))
-        return evaluate_bitext(model, bitext, out, trec=trec, **kw)
+        with output_dir(out, EVAL_FILES) as tmp:
+            return evaluate_bitext(model, bitext, tmp, trec=trec, **kw)
     else:
         from hybrid.evaluation.ir import evaluate_ir
 
@@ -79,5 +86,6 @@ def run_benchmark(name: str, model, out, *, source=None, languages=None,
             if source is None:
                 raise HybridError("--source: trec needs a directory (queries.tsv, corpus.jsonl, qrels.txt)")
             collections = [read_trec_dir(source)]
-        return evaluate_ir(model, collections, out, benchmark=name, index=index, depth=depth,
-                           chunk_size=chunk_size, trec=trec, **kw)
+        with output_dir(out, EVAL_FILES) as tmp:
+            return evaluate_ir(model, collections, tmp, benchmark=name, index=index, depth=depth,
+                               chunk_size=chunk_size, trec=trec, **kw)
