@@ -64,11 +64,14 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 def precheck(config: TrainConfig):
-    """Config, pairs table and sampler errors as HybridError before Ray starts; the model dir
-    (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`)."""
+    """Config, pairs table, sampler and model-file errors as HybridError before Ray starts and
+    before anything is written (`train` records the config only after this); the model dir
+    (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`),
+    its config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`)."""
     from hybrid.data.pairs import load_pairs
     from hybrid.model import resolve_model
-    from hybrid.model.baselines import with_baseline_settings
+    from hybrid.model.baselines import baseline_id, with_baseline_settings
+    from hybrid.model.check import check_model_files
     from hybrid.train.loop import make_samplers
 
     config.validate()
@@ -77,7 +80,10 @@ def precheck(config: TrainConfig):
     if config.data.hard_negatives and not table["hard_negatives"].map(len).all():
         raise HybridError(f"--hard-negatives {config.data.hard_negatives}: some rows of "
                           f"{config.data.pairs} have no hard negatives")
-    return resolve_model(with_baseline_settings(config.model.model))
+    spec = config.model.model
+    if baseline_id(spec):  # the overlay reads the model's config.json: check the files first
+        check_model_files(resolve_model(spec))
+    return check_model_files(resolve_model(with_baseline_settings(spec)))
 
 
 def _start_ray(config: TrainConfig) -> bool:
@@ -123,7 +129,7 @@ def train(config: TrainConfig) -> Path:
 
     from hybrid.train.loop import train_loop_per_worker
 
-    model_path = precheck(config)
+    model_path = precheck(config)  # every check before the first write (hybrid_config.json)
     out = Path(config.out).resolve()
     # Ray Train workers run in their own working directory (on a cluster, on another node):
     # relative paths from the command line would not name the same files there.
