@@ -69,7 +69,7 @@ def test_valid_synthetic_files_pass(tmp_path, src, capsys):
 
 def test_malformed_json(tmp_path, src, capsys):
     (src / "de.json").write_text('{"data": [', encoding="utf-8")
-    assert_one_line_error(*run_prepare(tmp_path, src, capsys), "de.json", "malformed JSON at line 1")
+    assert_one_line_error(*run_prepare(tmp_path, src, capsys), "de.json", "malformed JSON (Expecting value at line 1 column 11)")
 
 
 @pytest.mark.parametrize("key", ["sentences", "sentence_breaks"])

@@ -14,7 +14,7 @@ from hybrid.cli import main
 from hybrid.encoder import BiEncoder
 from hybrid.model import make_tiny_model
 
-TEXTS = ["Die Hauptstadt von Deutschland ist Berlin.", "", "Москва — столица России.",
+TEXTS = ["Die Hauptstadt von Deutschland ist Berlin.", "?", "Москва — столица России.",
          "a", "東京は日本の首都です。"]
 
 
