@@ -72,15 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         return _fail(_usage(exc), 2)
     except (click_exc.Abort, KeyboardInterrupt):
-        return _fail("interrupted; outputs are written whole at the end, so an earlier "
-                     "output is as it was", 130)
+        return _fail(INTERRUPTED, 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
         first = (str(exc).strip().splitlines() or [""])[0]
         return _fail(f"unexpected {type(exc).__name__}: {redact(first)}"
                      + ("" if debug else " (run again with --debug for the traceback)"), 1)
+    if code == 130:  # Typer turns Ctrl-C into Exit(130)
+        return _fail(INTERRUPTED, 130)
     return code if isinstance(code, int) else 0
+
+
+INTERRUPTED = "interrupted; outputs are written whole at the end, so an earlier output is as it was"
+
+
+def run() -> None:
+    """The `hybrid` console script: `main()` as the process's exit status."""
+    sys.exit(main())
 
 
 def _fail(message: str, code: int) -> int:
