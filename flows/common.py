@@ -3,7 +3,6 @@ the evaluation steps every flow composes the same way, Ray and CPU placement."""
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,14 +193,11 @@ def lareqa_evaluations(model_dir, prepared: dict, eval_splits: dict[str, str], l
 
 def ensure_ray() -> None:
     """Connect to the cluster in RAY_ADDRESS (e.g. the local stack's head), else start a
-    local Ray for this flow run; tasks then share it (training, sharded encoding)."""
-    import ray
+    local Ray for this flow run; tasks then share it (training, sharded encoding). The wait
+    for the cluster is bounded (`hybrid.raycluster`: HybridError naming the address)."""
+    from hybrid.raycluster import ensure_ray
 
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=True)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=True)
+    ensure_ray(log_to_driver=True)
 
 
 def cpus_for(workers: int) -> int:

@@ -180,10 +180,9 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
         return
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
-                 configure_logging=False)
+    from hybrid.raycluster import ensure_ray
+
+    started = ensure_ray(os.cpu_count(), log_to_driver=False, configure_logging=False)
     try:
         res = ray.cluster_resources()
         total_cpus = max(1, int(res.get("CPU", 1)))

@@ -62,16 +62,10 @@ def fmt(v, pct: bool = False) -> str:
 
 @contextlib.contextmanager
 def ray_session():
-    """One local Ray for a whole evaluation (encode_texts uses a running Ray as is, so its
-    many calls do not each start and stop one); a running Ray is left alone."""
-    import ray
+    """One Ray for a whole evaluation (encode_texts uses a running Ray as is, so its many
+    calls do not each start and stop one): a running Ray is left alone, RAY_ADDRESS's cluster
+    is connected to (`hybrid.raycluster`), else a local one is started and stopped."""
+    from hybrid.raycluster import ray_session as session
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
-                 configure_logging=False)
-    try:
+    with session(os.cpu_count(), log_to_driver=False, configure_logging=False):
         yield
-    finally:
-        if started:
-            ray.shutdown()

@@ -87,18 +87,13 @@ def precheck(config: TrainConfig):
 
 
 def _start_ray(config: TrainConfig) -> bool:
-    """Start a local Ray unless one is initialised or RAY_ADDRESS names a cluster; True if started."""
-    import ray
+    """Start a local Ray unless one is initialised or RAY_ADDRESS names a cluster (connected
+    to with a bounded wait, `hybrid.raycluster`); True if started."""
+    from hybrid.raycluster import ensure_ray
 
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return False
     cpus = os.cpu_count() or 1
     need = config.run.workers * (config.run.cpus_per_worker or 1)
-    ray.init(num_cpus=max(cpus, need), include_dashboard=False, log_to_driver=True)
-    return True
+    return ensure_ray(max(cpus, need), log_to_driver=True)
 
 
 def _resolve_hardware(config: TrainConfig, started_locally: bool) -> TrainConfig:
