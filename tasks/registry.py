@@ -17,6 +17,7 @@ Only this package imports mlflow; `hybrid/` never does.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,16 +172,22 @@ def resolve_models_uri(uri: str) -> Path:
     from hybrid.errors import HybridError
     from hybrid.io import atomic_path
     from hybrid.paths import cache_dir
+    from tasks.tracking_server import _network_cause, bound_http_retries
 
     name, alias, version = parse_models_uri(uri)
     _require_tracking_uri(uri)
+    bound_http_retries()  # a server that is down: one line within seconds, not minutes
     client = _client()
     try:
         mv = (client.get_model_version_by_alias(name, alias) if alias
               else client.get_model_version(name, version))
     except MlflowException as exc:
-        raise HybridError(f"model {uri}: not in the MLflow registry at "
-                          f"{_tracking_uri()} ({exc.error_code})") from exc
+        if _network_cause(exc) is None and "Max retries exceeded" not in str(exc):
+            raise HybridError(f"model {uri}: not in the MLflow registry at "
+                              f"{_tracking_uri()} ({exc.error_code})") from exc
+        raise HybridError(f"model {uri}: cannot reach the MLflow registry at "
+                          f"{_tracking_uri()} (after "
+                          f"{os.environ['MLFLOW_HTTP_REQUEST_MAX_RETRIES']} HTTP retries)") from exc
     except Exception as exc:  # server down, connection refused, ...
         raise HybridError(f"model {uri}: cannot reach the MLflow registry at "
                           f"{_tracking_uri()} ({type(exc).__name__})") from exc

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click_exc.ClickException as exc:
         return _fail(_usage(exc), 2)
-    except (click_exc.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         return _fail(INTERRUPTED, 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
