@@ -112,8 +112,8 @@ def _connect_error(address: str, exc: BaseException) -> HybridError:
         e = e.__cause__ or e.__context__
     text = " ".join(causes)
     if "Unauthenticated" in text or "InvalidAuthToken" in text:
-        why = ("authentication token missing or incorrect (set RAY_AUTH_MODE=token and "
-               "RAY_AUTH_TOKEN_PATH to the cluster's token)")
+        why = ("authentication token missing or incorrect (RAY_AUTH_MODE must be token and "
+               "RAY_AUTH_TOKEN_PATH name the cluster's token file)")
     else:
         why = _one_line(exc)
     return HybridError(f"Ray cluster at {address} (RAY_ADDRESS) refused the connection: {why}")

@@ -36,11 +36,18 @@ from pathlib import Path
 HOST = "127.0.0.1"
 POOL = "local"
 DEFAULT_PORTS = {"prefect": 4200, "mlflow": 5000, "ray": 6379}
+# Ray (2.60) rewrites a loopback --node-ip-address (and a client's 127.0.0.1 RAY_ADDRESS) to the
+# machine's routable IP, so its GCS, raylet and client server listen on every interface, unless
+# this variable is 0 (meant for Windows/macOS, read by ray_constants at import on any OS): then
+# the node keeps 127.0.0.1 and the C++ servers bind loopback only. The head and every client
+# need it (a client without it dials the routable IP, where nothing listens); a head started
+# so takes no other nodes, which the local stack never has.
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # What `env` exports (`Stack.env()`): the variables that point a client at a stack. Tests drop
 # them at startup (tests/conftest.py): inherited from a shell, they would send every local
 # `ray.init()` and MLflow client to the user's stack, or to a stopped one, where they hang.
 CLIENT_ENV = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_AUTH_MODE",
-              "RAY_AUTH_TOKEN_PATH", "PREFECT_HOME")
+              "RAY_AUTH_TOKEN_PATH", RAY_LOOPBACK_ENV, "PREFECT_HOME")
 # Ray's dashboard serves the state API that Ray Train's placement-group cleaner polls (without
 # it every training logs "Failed to query Ray Train Controller actor state" and a crashed
 # controller's placement group is never released); its agent's HTTP port is fixed (52365)
@@ -148,10 +155,11 @@ class Stack:
             "PREFECT_API_URL": f"http://{HOST}:{p['prefect']}/api",
             "MLFLOW_TRACKING_URI": f"http://{HOST}:{p['mlflow']}",
             "RAY_ADDRESS": f"{HOST}:{p['ray']}",
-            # Ray's GCS and raylet listen on every interface in ray 2.60, so the head
-            # requires this state dir's token from every client.
+            # The head also requires this state dir's token from every client (defence in
+            # depth: other users of this machine reach loopback too).
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.ray_token),
+            RAY_LOOPBACK_ENV: "0",  # head and clients on 127.0.0.1 only (see above)
             "PREFECT_HOME": str(self.state / "prefect"),
         }
 
