@@ -1,7 +1,8 @@
 """The MLflow model registry: log a retriever, resolve `models:/` URIs, and the promotion gate.
 
-- `log_retriever(hf_dir, ...)` logs the HF model directory as an MLflow pyfunc model (its
-  `predict` embeds a `text` column; param `kind` = "query" | "passage") and registers it
+- `log_retriever(hf_dir, ...)` logs the HF + sentence-transformers model directory with
+  MLflow's sentence-transformers flavor (a copy of the directory as it is; its pyfunc
+  `predict` embeds strings, param `prompt_name` = "query" | "passage") and registers it
   as a new version of `hybrid-retriever`.
 - `promote(name, version, metric, margin)`: the version gets alias `champion` only if its
   run's `metric` beats the current champion's by at least `margin` (or there is no
@@ -26,7 +27,10 @@ MODEL_NAME = "hybrid-retriever"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 DEFAULT_PROMOTION_METRIC = "xquad_r.mAP.multi"
-HF_ARTIFACT = "hf_model"
+PROMPT_PARAM = "prompt_name"
+#: Where a version's HF directory lies in its model artifacts: the sentence-transformers
+#: flavor's data dir; versions logged before as a pyfunc keep it under artifacts/<dir name>/.
+ST_DATA = "model.sentence_transformer"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))/?$")
 
 
@@ -36,35 +40,17 @@ def _client():
     return MlflowClient()
 
 
-# ----------------------------------------------------------------------- the pyfunc model
-def _python_model():
-    import mlflow.pyfunc
-
-    class RetrieverModel(mlflow.pyfunc.PythonModel):
-        """Embeds `model_input["text"]` with the bi-encoder; param `kind` picks the prefix."""
-
-        def load_context(self, context):
-            from hybrid.encoder import BiEncoder
-
-            self.encoder = BiEncoder.from_pretrained(context.artifacts[HF_ARTIFACT])
-
-        def predict(self, context, model_input, params=None):
-            kind = (params or {}).get("kind", "query")
-            texts = [str(t) for t in model_input["text"]]
-            return self.encoder.encode(texts, kind, show_progress=False)
-
-    return RetrieverModel()
-
-
+# ------------------------------------------------------ the sentence-transformers model
 def encode_signature(dim: int):
-    """Input: a string column `text`; param `kind`; output: float32 rows [n, dim]."""
+    """Input: strings (a list, or a one-column frame); param `prompt_name` ("query" or
+    "passage", default "query") picks the prefix; output: float32 rows [n, dim]."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-    return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+    return ModelSignature(inputs=Schema([ColSpec("string")]),
                           outputs=Schema([TensorSpec(np.dtype("float32"), (-1, dim))]),
-                          params=ParamSchema([ParamSpec("kind", "string", "query")]))
+                          params=ParamSchema([ParamSpec(PROMPT_PARAM, "string", "query")]))
 
 
 def _model_dim(hf_dir: Path) -> int:
@@ -74,19 +60,42 @@ def _model_dim(hf_dir: Path) -> int:
     return int(cfg.get("hidden_size") or cfg.get("dim") or cfg["d_model"])
 
 
+def _sentence_transformer(hf_dir: Path):
+    """`hf_dir` loaded as a SentenceTransformer whose `save` copies `hf_dir` verbatim (the
+    flavor calls `model.save(<artifact dir>)`): the registered directory is byte for byte the
+    trained one, `hybrid_encoder.json` and weights included, so its weights hash is kept."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from hybrid.errors import HybridError
+
+    if not (hf_dir / "modules.json").is_file():
+        raise HybridError(f"model {hf_dir}: no modules.json (not a sentence-transformers "
+                          "directory written by hybrid)")
+    model = SentenceTransformer(str(hf_dir), device="cpu")
+    model.save = lambda path, *a, **kw: shutil.copytree(hf_dir, path, dirs_exist_ok=True)
+    return model
+
+
 def log_retriever(hf_dir: str | Path, name: str = MODEL_NAME, tags: dict | None = None):
-    """Log `hf_dir` as pyfunc model `model` in the active run and register it under `name`.
+    """Log `hf_dir` (a sentence-transformers directory, as `BiEncoder.save` writes) with the
+    sentence-transformers flavor as model `model` of the active run, register it under
+    `name` and tag the version with `tags`. Returns the new ModelVersion.
 
-    Returns the new ModelVersion."""
-    import mlflow
+    The version loads with `mlflow.sentence_transformers.load_model(uri)` (then
+    `encode(texts, prompt_name="query"|"passage")`) and with `mlflow.pyfunc.load_model(uri)`
+    (`predict(texts, params={"prompt_name": ...})`, "query" by default); both equal
+    `BiEncoder.encode(texts, kind)` for texts within the encoder's per-kind max length."""
+    import mlflow.sentence_transformers
 
-    info = mlflow.pyfunc.log_model(
+    hf_dir = Path(hf_dir)
+    info = mlflow.sentence_transformers.log_model(
+        _sentence_transformer(hf_dir),
         name="model",
-        python_model=_python_model(),
-        artifacts={HF_ARTIFACT: str(hf_dir)},
-        signature=encode_signature(_model_dim(Path(hf_dir))),
+        signature=encode_signature(_model_dim(hf_dir)),
         registered_model_name=name,
-        pip_requirements=["hybrid-retriever", "mlflow"],
+        pip_requirements=["hybrid-retriever", "mlflow", "sentence-transformers"],
     )
     client = _client()
     version = client.get_model_version(name, str(info.registered_model_version))
@@ -199,10 +208,19 @@ def resolve_models_uri(uri: str) -> Path:
             tmp.mkdir()
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
                                                 dst_path=str(tmp))
-    # pyfunc keeps the logged directory's own name under artifacts/
+    return _hf_dir_in(out, uri, mv.version)
+
+
+def _hf_dir_in(out: Path, uri: str, version: str) -> Path:
+    """The HF directory inside downloaded model artifacts `out`: the sentence-transformers
+    flavor's data dir, else (a version logged as a pyfunc) the one under artifacts/."""
+    from hybrid.errors import HybridError
+
+    if (out / ST_DATA / "config.json").is_file():
+        return out / ST_DATA
     found = sorted(p.parent for p in (out / "artifacts").glob("*/config.json"))
     if len(found) != 1:
-        raise HybridError(f"model {uri}: version {mv.version} holds no HF model directory "
+        raise HybridError(f"model {uri}: version {version} holds no HF model directory "
                           "(not logged by hybrid)")
     return found[0]
 

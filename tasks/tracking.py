@@ -5,7 +5,7 @@ One MLflow experiment per flow. A run holds: params (the full config, flattened)
 summary group of its metrics.json, `B.language_bias`, and each setting's headline metric
 `B.<headline>.<setting>`, e.g. `xquad_r.mAP.de-en`, `tatoeba.Acc1.de-en`), artifacts
 (`config.json`, `train_summary.json`, `eval/<benchmark>/{report.md, metrics.json}` and for
-LAReQA `map_matrix.png`, `map_matrix.csv`) and the model (pyfunc over the HF dir)
+LAReQA `map_matrix.png`, `map_matrix.csv`) and the model (sentence-transformers flavor)
 registered as `hybrid-retriever`. `log_evaluation` logs an evaluation-only run the same way.
 
 The task is cached on its inputs' content, and the run is tagged with that key: the same

@@ -1,5 +1,5 @@
-"""The MLflow registry against a real tracking server on 127.0.0.1: pyfunc logging with an
-encode signature, the promotion gate, and `models:/` URIs resolved for hybrid."""
+"""The MLflow registry against a real tracking server on 127.0.0.1: sentence-transformers
+logging with an encode signature, the promotion gate, and `models:/` URIs resolved for hybrid."""
 
 from __future__ import annotations
 
@@ -110,9 +110,9 @@ def test_pyfunc_model_embeds_with_its_signature(versions):
 
     model = mlflow.pyfunc.load_model("models:/hybrid-retriever@champion")
     sig = model.metadata.signature
-    assert sig.inputs.input_names() == ["text"] and sig.params.params[0].name == "kind"
+    assert sig.params.params[0].name == "prompt_name"
     texts = ["Quelle est la capitale ?", "Paris ist die Hauptstadt."]
-    got = model.predict(pd.DataFrame({"text": texts}), params={"kind": "passage"})
+    got = model.predict(pd.DataFrame({"text": texts}), params={"prompt_name": "passage"})
     want = BiEncoder.from_pretrained(versions[4][1]).encode(texts, "passage",
                                                            show_progress=False)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
