@@ -1,7 +1,10 @@
 """Batch sampling from the parallel QA table: the paper's idea (arXiv 2408.10536) in one place.
 
-Input: the parallel QA table (`hybrid.data.load_pairs`), one row per (dataset, xling_id,
-lang); only those three columns are read here. A *pair* is composed from two rows of the
+Input: the compact index of the parallel QA table (`hybrid.data.table.PairsIndex`: integer
+codes for dataset, xling_id and lang, no Python object per row), or a DataFrame with columns
+dataset, xling_id, lang (indexed with the same code, `index_from_frame`). Pools are arrays of
+id codes; codes are ranks in sorted order, so the stream is the one the former pandas
+implementation drew (tests/test_sampling_equivalence.py). A *pair* is composed from two rows of the
 same xling_id: the question in `q_lang` and the positive passage in `p_lang`.
 
 Strategies (`STRATEGIES`):
@@ -49,7 +52,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybrid.errors import HybridError
-from hybrid.langs import validate_lang
 
 STRATEGIES = ("hybrid", "x-x-mono", "x-y", "x-x", "en-en", "multitask")
 BATCH_TYPES = ("mono", "cross", "same", "mixed")
@@ -93,24 +95,40 @@ class _Cycler:
         self.order = rng.permutation(ids)
         self.pos = 0
 
-    def take(self, n: int) -> list[str]:
-        out = list(self.order[self.pos:self.pos + n])
+    def take(self, n: int) -> np.ndarray:
+        out = self.order[self.pos:self.pos + n]
         self.pos += len(out)
         if len(out) < n:  # wrap: reshuffle, ids already taken go to the back of the new order
-            taken = set(out)
             order = self.rng.permutation(self.ids)
-            self.order = np.concatenate([[i for i in order if i not in taken],
-                                         [i for i in order if i in taken]])
+            taken = np.isin(order, out)
+            self.order = np.concatenate([order[~taken], order[taken]])
             self.pos = n - len(out)
-            out += list(self.order[:self.pos])
-        return [str(i) for i in out]
+            out = np.concatenate([out, self.order[:self.pos]])
+        return out
+
+
+_TYPE_CODES = {t: k for k, t in enumerate(BATCH_TYPES)}
+
+
+@dataclass
+class _Plan:
+    """One epoch's global batches as arrays: per step dataset, type and mono language codes
+    (-1: none); per pair the id code and question / passage language codes."""
+
+    ds: np.ndarray
+    type: np.ndarray
+    lang: np.ndarray
+    ids: np.ndarray
+    q: np.ndarray
+    p: np.ndarray
 
 
 class HybridBatchSampler:
     """Yields batches of pairs for one of `STRATEGIES` (see the module docstring).
 
     Args:
-        pairs: DataFrame with at least columns dataset, xling_id, lang (unique triples).
+        pairs: a `PairsIndex` (or a `PairsTable`, whose index is used), or a DataFrame with
+            at least columns dataset, xling_id, lang (unique triples).
         strategy: one of `STRATEGIES`.
         batch_size: the *global* batch size (pairs per step over all workers).
         alpha: probability of a mono batch for `hybrid` (ignored otherwise), in [0, 1].
@@ -120,10 +138,13 @@ class HybridBatchSampler:
 
     Raises HybridError on bad parameters or when a needed pool has fewer than `batch_size`
     unique ids (e.g. no language of a dataset has `batch_size` ids for mono batches).
+    Memory: the pools and one epoch's plan are integer arrays (about 10 bytes per id).
     """
 
     def __init__(self, pairs, strategy: str = "hybrid", batch_size: int = 32, alpha: float = 0.5,
                  seed: int = 0, rank: int = 0, world_size: int = 1):
+        from hybrid.data.table import PairsIndex, index_from_frame
+
         if strategy not in STRATEGIES:
             raise HybridError(f"--strategy: unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
@@ -134,11 +155,12 @@ class HybridBatchSampler:
             raise HybridError(f"rank {rank} / world size {world_size}: invalid")
         if batch_size % world_size:
             raise HybridError(f"--batch-size: {batch_size} is not divisible by the {world_size} workers")
-        missing = {"dataset", "xling_id", "lang"} - set(pairs.columns)
-        if missing:
-            raise HybridError(f"pairs table: missing columns {', '.join(sorted(missing))}")
-        if len(pairs) == 0:
+        index = getattr(pairs, "index", pairs)
+        if not isinstance(index, PairsIndex):
+            index = index_from_frame(pairs)
+        if index.n_rows == 0:
             raise HybridError("pairs table: no rows")
+        self.index = index
         self.strategy, self.alpha, self.seed = strategy, float(alpha), int(seed)
         self.batch_size, self.rank, self.world_size = int(batch_size), rank, world_size
         self.local_batch_size = self.batch_size // world_size
@@ -148,69 +170,68 @@ class HybridBatchSampler:
             self.mono_p = self.alpha
         else:
             self.mono_p = 0.0
-        self._build_pools(pairs)
+        self._build_pools()
         self._plan_epoch: int | None = None
-        self._plan: list[Batch] = []
+        self._plan: _Plan | None = None
         self.epoch = 0
 
     # -- pools ---------------------------------------------------------------------------
-    def _build_pools(self, pairs) -> None:
-        table = pairs[["dataset", "xling_id", "lang"]].astype(str)
-        if table.duplicated().any():
-            row = table[table.duplicated()].iloc[0]
-            raise HybridError(f"pairs table: duplicate row for dataset={row.dataset} "
-                              f"xling_id={row.xling_id} lang={row.lang}")
-        for lang in table["lang"].unique():
-            validate_lang(lang, where="pairs table")
-        B = self.batch_size
+    def _build_pools(self) -> None:
+        ix, B = self.index, self.batch_size
         self.datasets: list[str] = []
+        self._ds_codes: list[int] = []
         self.sizes: list[int] = []
-        self.id_langs: dict[str, dict[str, list[str]]] = {}   # dataset -> id -> sorted langs
-        self.pools: dict[tuple[str, str], np.ndarray] = {}     # (dataset, lang|"*cross"|"*all")
+        self.pools: dict[tuple[str, str], np.ndarray] = {}     # (dataset, lang|"*cross"|"*all") -> id codes
         self.languages: dict[str, list[str]] = {}              # dataset -> mono languages
         self.excluded_languages: dict[str, list[str]] = {}     # too few ids for mono batches
-        for ds, grp in table.groupby("dataset", sort=True):
-            langs_of = grp.groupby("xling_id", sort=True)["lang"].agg(sorted).to_dict()
-            by_lang = grp.groupby("lang", sort=True)["xling_id"].agg(sorted).to_dict()
-            usable: set[str] = set()
+        for d, ds in enumerate(ix.datasets):
+            ids = ix.ids_of(d)
+            if not len(ids):
+                continue
+            counts = (ix.id_ptr[ids + 1] - ix.id_ptr[ids]).astype(np.int64)
+            row_id = np.repeat(ids, counts)  # the id of each row of the dataset, ascending
+            row_lang = ix.id_lang[_ranges(ix.id_ptr[ids], counts)]
+            by_lang = {ix.langs[lg]: row_id[row_lang == lg] for lg in np.unique(row_lang)}
+            usable = np.zeros(0, dtype=np.int64)
             if self.strategy == "en-en":
                 if "en" not in by_lang:
                     continue  # datasets without English take no part in en-en
                 by_lang = {"en": by_lang["en"]}
             if self.mono_p > 0:
-                ok = {lg: ids for lg, ids in by_lang.items() if len(ids) >= B}
+                ok = {lg: c for lg, c in by_lang.items() if len(c) >= B}
                 if not ok:
-                    lg, ids = max(by_lang.items(), key=lambda kv: len(kv[1]))
+                    lg, c = max(by_lang.items(), key=lambda kv: len(kv[1]))
                     raise HybridError(f"--batch-size: {B} > unique ids available in every language "
-                                      f"of dataset {ds!r} (most: {len(ids)} in {lg!r})")
-                for lg, ids in ok.items():
-                    self.pools[(ds, lg)] = np.array(ids, dtype=object)
-                    usable.update(ids)
+                                      f"of dataset {ds!r} (most: {len(c)} in {lg!r})")
+                for lg, c in ok.items():
+                    self.pools[(ds, lg)] = c
+                usable = np.unique(np.concatenate(list(ok.values())))
                 self.languages[ds] = sorted(ok)
                 self.excluded_languages[ds] = sorted(set(by_lang) - set(ok))
             if self.mono_p < 1 and self.strategy not in ("x-x", "multitask"):
-                multi = [i for i, lgs in langs_of.items() if len(lgs) >= 2]
-                if not multi:
+                multi = ids[counts >= 2]
+                if not len(multi):
                     raise HybridError(f"pairs table: no xling_id of dataset {ds!r} has rows in two "
                                       f"languages, and strategy {self.strategy} needs cross-lingual "
                                       f"pairs (parallel questions); use x-x-mono, or add translations")
                 if len(multi) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids available in two or more "
                                       f"languages of dataset {ds!r} ({len(multi)}) for cross batches")
-                self.pools[(ds, "*cross")] = np.array(multi, dtype=object)
-                usable.update(multi)
+                self.pools[(ds, "*cross")] = multi
+                usable = np.union1d(usable, multi)
             if self.strategy in ("x-x", "multitask"):
-                if len(langs_of) < B:
-                    raise HybridError(f"--batch-size: {B} > unique ids in dataset {ds!r} ({len(langs_of)})")
-                self.pools[(ds, "*all")] = np.array(sorted(langs_of), dtype=object)
-                usable.update(langs_of)
-            self.datasets.append(str(ds))
+                if len(ids) < B:
+                    raise HybridError(f"--batch-size: {B} > unique ids in dataset {ds!r} ({len(ids)})")
+                self.pools[(ds, "*all")] = ids
+                usable = ids
+            self.datasets.append(ds)
+            self._ds_codes.append(d)
             self.sizes.append(len(usable))
-            self.id_langs[str(ds)] = langs_of
         if not self.datasets:
             raise HybridError("pairs table: no dataset has English rows for strategy en-en")
         self.probs = np.array(self.sizes, dtype=float) / sum(self.sizes)
         self.steps_per_epoch = sum(self.sizes) // B
+        self._lang_code = {lg: k for k, lg in enumerate(self.index.langs)}
 
     # -- the stream ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -221,17 +242,29 @@ class HybridBatchSampler:
         """Select the epoch that `__iter__` yields (as torch's DistributedSampler)."""
         self.epoch = int(epoch)
 
-    def epoch_plan(self, epoch: int) -> list[Batch]:
-        """All global batches of `epoch`, identical on every rank (cached for one epoch)."""
+    def _compact_plan(self, epoch: int) -> _Plan:
         if self._plan_epoch != epoch:
             self._plan = self._make_plan(epoch)
             self._plan_epoch = epoch
         return self._plan
 
+    def epoch_plan(self, epoch: int) -> list[Batch]:
+        """All global batches of `epoch`, identical on every rank (materialised: for
+        inspection and tests; training reads one batch at a time with `global_batch`)."""
+        return [self._batch(epoch, i) for i in range(len(self))]
+
     def global_batch(self, step: int) -> Batch:
         """The global batch of global step `step` (counted over all epochs from 0)."""
         epoch, i = divmod(int(step), len(self))
-        return self.epoch_plan(epoch)[i]
+        return self._batch(epoch, i)
+
+    def _batch(self, epoch: int, i: int) -> Batch:
+        plan, ix = self._compact_plan(epoch), self.index
+        langs = ix.langs
+        pairs = tuple(Pair(ix.name(x), langs[q], langs[p])
+                      for x, q, p in zip(plan.ids[i].tolist(), plan.q[i].tolist(), plan.p[i].tolist(), strict=True))
+        lang = langs[plan.lang[i]] if plan.lang[i] >= 0 else None
+        return Batch(epoch * len(self) + i, BATCH_TYPES[plan.type[i]], self.datasets[plan.ds[i]], pairs, lang)
 
     def local(self, batch: Batch) -> Batch:
         """This rank's contiguous slice of a global batch."""
@@ -241,8 +274,8 @@ class HybridBatchSampler:
 
     def __iter__(self) -> Iterator[Batch]:
         """This rank's slices of the batches of the epoch set by `set_epoch`."""
-        for batch in self.epoch_plan(self.epoch):
-            yield self.local(batch)
+        for i in range(len(self)):
+            yield self.local(self._batch(self.epoch, i))
 
     def stream(self, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
         """Global batches of steps start, start+1, ... (stop excluded; None: endless)."""
@@ -251,39 +284,54 @@ class HybridBatchSampler:
             yield self.global_batch(step)
             step += 1
 
-    def _make_plan(self, epoch: int) -> list[Batch]:
+    def _make_plan(self, epoch: int) -> _Plan:
+        ix = self.index
         id_rng = np.random.default_rng([self.seed, epoch])
         cyclers = {key: _Cycler(ids, id_rng) for key, ids in sorted(self.pools.items())}
-        B, plan = self.batch_size, []
-        for i in range(len(self)):
+        B, n = self.batch_size, len(self)
+        plan = _Plan(np.zeros(n, np.int32), np.zeros(n, np.int8), np.full(n, -1, np.int16),
+                     np.zeros((n, B), np.int64), np.zeros((n, B), np.int16), np.zeros((n, B), np.int16))
+        for i in range(n):
             rng = np.random.default_rng([self.seed, epoch, i])
-            ds = self.datasets[int(rng.choice(len(self.datasets), p=self.probs))]
+            d = int(rng.choice(len(self.datasets), p=self.probs))
             mono = bool(rng.random() < self.mono_p)
             if self.strategy == "multitask":
-                ds = self.datasets[(epoch * len(self) + i) % len(self.datasets)]
+                d = (epoch * n + i) % len(self.datasets)
+            ds = self.datasets[d]
+            plan.ds[i] = d
+            if self.strategy in ("multitask", "x-x"):
                 ids = cyclers[(ds, "*all")].take(B)
-                pairs = []
-                for x in ids:
-                    lgs = self.id_langs[ds][x]
-                    pairs.append(Pair(x, lgs[int(rng.integers(len(lgs)))], lgs[int(rng.integers(len(lgs)))]))
-                plan.append(Batch(epoch * len(self) + i, "mixed", ds, tuple(pairs)))
-            elif self.strategy == "x-x":
-                ids = cyclers[(ds, "*all")].take(B)
-                langs = [self.id_langs[ds][x][int(rng.integers(len(self.id_langs[ds][x])))] for x in ids]
-                pairs = tuple(Pair(x, lg, lg) for x, lg in zip(ids, langs, strict=True))
-                plan.append(Batch(epoch * len(self) + i, "same", ds, pairs))
+                start, k = ix.id_ptr[ids], ix.id_ptr[ids + 1] - ix.id_ptr[ids]
+                if self.strategy == "multitask":  # q then p per pair, drawn in that order
+                    draws = rng.integers(0, np.repeat(k, 2)).reshape(B, 2)
+                    q, p = draws[:, 0], draws[:, 1]
+                else:
+                    q = p = rng.integers(0, k)
+                plan.type[i] = _TYPE_CODES["mixed" if self.strategy == "multitask" else "same"]
+                plan.q[i], plan.p[i] = ix.id_lang[start + q], ix.id_lang[start + p]
             elif mono:
                 lang = self.languages[ds][int(rng.integers(len(self.languages[ds])))]
                 ids = cyclers[(ds, lang)].take(B)
-                plan.append(Batch(epoch * len(self) + i, "mono", ds,
-                                  tuple(Pair(x, lang, lang) for x in ids), lang))
+                plan.type[i] = _TYPE_CODES["mono"]
+                plan.lang[i] = plan.q[i] = plan.p[i] = self._lang_code[lang]
             else:
                 ids = cyclers[(ds, "*cross")].take(B)
-                pairs = []
-                for x in ids:
-                    lgs = self.id_langs[ds][x]
-                    q = int(rng.integers(len(lgs)))
-                    p = int(rng.integers(len(lgs) - 1))
-                    pairs.append(Pair(x, lgs[q], lgs[p + (p >= q)]))
-                plan.append(Batch(epoch * len(self) + i, "cross", ds, tuple(pairs)))
+                start, k = ix.id_ptr[ids], ix.id_ptr[ids + 1] - ix.id_ptr[ids]
+                draws = rng.integers(0, np.stack([k, k - 1], axis=1).reshape(-1)).reshape(B, 2)
+                q, p = draws[:, 0], draws[:, 1]
+                p = p + (p >= q)
+                plan.type[i] = _TYPE_CODES["cross"]
+                plan.q[i], plan.p[i] = ix.id_lang[start + q], ix.id_lang[start + p]
+            plan.ids[i] = ids
         return plan
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [s, s + c) for each (s, c) with every c >= 1, as one int64 array."""
+    if not len(counts):
+        return np.zeros(0, dtype=np.int64)
+    starts, counts = starts.astype(np.int64), counts.astype(np.int64)
+    steps = np.ones(int(counts.sum()), dtype=np.int64)
+    steps[0] = starts[0]
+    steps[np.cumsum(counts)[:-1]] = starts[1:] - (starts[:-1] + counts[:-1] - 1)
+    return np.cumsum(steps)

@@ -68,14 +68,14 @@ def batches_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Write the batches a training run would draw (no training), one JSON line each."""
-    from hybrid.data.pairs import load_pairs
     from hybrid.io import check_output, write_text
     from hybrid.sampling import HybridBatchSampler
+    from hybrid.train.data import load_table
 
     check_output(out, "file", what="--out")
     if steps is not None and steps < 1:
         raise HybridError(f"--steps: must be >= 1, got {steps}")
-    sampler = HybridBatchSampler(load_pairs(pairs), strategy, batch_size, alpha, seed)
+    sampler = HybridBatchSampler(load_table(pairs).index, strategy, batch_size, alpha, seed)
     batches = list(sampler.stream(0, len(sampler) if steps is None else steps))
     write_text(out, "".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in batches))
     types = Counter(b.type for b in batches)

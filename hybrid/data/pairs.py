@@ -25,7 +25,7 @@ import pyarrow as pa
 from hybrid.errors import HybridError
 from hybrid.io import output_dir, write_json, write_parquet
 from hybrid.langs import validate_lang
-from hybrid.paths import check_data_path, validate_name
+from hybrid.paths import validate_name
 
 PAIRS_FILES = ("pairs.parquet", "pairs_meta.json")
 PAIRS_COLUMNS = ["dataset", "xling_id", "lang", "question", "positive", "context", "hard_negatives"]
@@ -122,17 +122,13 @@ def write_pairs(df: pd.DataFrame, out_dir: str | Path, meta: dict) -> Path:
 def load_pairs(path: str | Path) -> pd.DataFrame:
     """Read a pairs table (a directory holding pairs.parquet, or the file); validated.
 
-    `hard_negatives` comes back as Python lists, `context` as str or None.
+    The whole table in memory, for small tables and tests: training and `hybrid batches`
+    read it out of core (`hybrid.data.table.PairsTable`), and this goes through the same
+    validation and cache. `hard_negatives` comes back as Python lists, `context` as str or None.
     """
-    p = check_data_path(path, what="--pairs")
-    f = p / "pairs.parquet" if p.is_dir() else p
-    if not f.is_file():
-        raise HybridError(f"{f}: no pairs table; run `hybrid data pairs`")
-    try:
-        df = pd.read_parquet(f)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise HybridError(f"{f}: unreadable Parquet ({str(exc).splitlines()[0]})") from None
-    return validate_pairs(df, str(f))
+    from hybrid.data.table import PairsTable
+
+    return PairsTable.open(path).to_pandas()
 
 
 def read_meta(path: str | Path) -> dict:
