@@ -8,8 +8,8 @@
   run's `metric` beats the current champion's by at least `margin` (or there is no
   champion yet); otherwise it gets `challenger`.
 - `resolve_models_uri("models:/hybrid-retriever@champion")` downloads that version's HF
-  directory once into `hybrid.paths.cache_dir()/mlflow-models/<name>/v<version>` and returns
-  it. `install(register_resolver)` hands it to `hybrid.model` for the `models:/` prefix
+  directory once, as `hybrid.paths.cache_dir()/mlflow-models/<name>/v<version>` (that
+  directory is the HF directory), and returns it. `install(register_resolver)` hands it to `hybrid.model` for the `models:/` prefix
   (the `hybrid.resolvers` entry point), so `hybrid evaluate --model models:/...` works.
 
 The tracking server comes from `MLFLOW_TRACKING_URI` (see `python -m infra.stack env`).
@@ -202,13 +202,19 @@ def resolve_models_uri(uri: str) -> Path:
                           f"{_tracking_uri()} ({type(exc).__name__})") from exc
     out = cache_dir() / "mlflow-models" / name / f"v{mv.version}"
     if not out.is_dir():
+        import shutil
+
         import mlflow.artifacts
 
         with atomic_path(out) as tmp:
-            tmp.mkdir()
+            download = tmp.parent / "download"
+            download.mkdir()
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
-                                                dst_path=str(tmp))
-    return _hf_dir_in(out, uri, mv.version)
+                                                dst_path=str(download))
+            shutil.move(_hf_dir_in(download, uri, mv.version), tmp)
+    if (out / "config.json").is_file():
+        return out
+    return _hf_dir_in(out, uri, mv.version)  # a cache entry written before: all artifacts
 
 
 def _hf_dir_in(out: Path, uri: str, version: str) -> Path:

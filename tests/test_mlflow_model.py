@@ -106,7 +106,8 @@ def test_models_uri_resolves_to_the_logged_directory(champion, monkeypatch, tmp_
 
     monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
     got = resolve_models_uri(MODEL_URI)
-    assert got.name == "model.sentence_transformer"
+    assert got == tmp_path / "cache" / "mlflow-models" / "hybrid-retriever" / \
+        f"v{champion['version']}"  # the name hybrid.index's manifest reads the version from
     assert tree_hash(got) == tree_hash(champion["dir"])  # every file, hybrid_encoder.json too
     np.testing.assert_array_equal(
         BiEncoder.from_pretrained(got).encode(TEXTS, "query", show_progress=False),
