@@ -4,7 +4,7 @@ frozen vs trained word embeddings.
     python bench/train_throughput.py [--pairs DIR] [--model me5-small] [--steps 4]
                                      [--batch-size 32] [--out bench/results/train_throughput.json]
 
-Each setting loads a fresh model and runs the trainer's own step (`hybrid.train.loop`:
+Each setting loads a fresh model and runs the trainer's own step (`hybrid.train.core`:
 `batch_loss`, backward, clipping, AdamW) on the same hybrid batches of the XQuAD-R train
 split: one warm-up step, then `--steps` timed steps; `--rounds` repeats the four settings in
 turn, so load from other processes on a shared machine spreads over all settings, and each
@@ -48,14 +48,8 @@ def _pairs_dir(arg: str | None) -> Path:
 
 def measure(table, model_path: Path, cfg, bf16: bool, freeze: bool, steps: int) -> dict:
     from hybrid.encoder import BiEncoder
-    from hybrid.train.loop import (
-        Texts,
-        batch_loss,
-        make_optimizer,
-        make_samplers,
-        prepare_encoder,
-        trainable,
-    )
+    from hybrid.train.core import batch_loss, make_optimizer, prepare_encoder, trainable
+    from hybrid.train.loop import Texts, make_samplers
 
     sampler, _ = make_samplers(table, cfg)
     texts = Texts(table)

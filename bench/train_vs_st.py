@@ -8,7 +8,7 @@ Both sides: mE5-small, batch 32, bf16 autocast (ST: `bf16=True, use_cpu=True`), 
 weight decay 0.01, grad-norm clip 1.0, temperature 0.05 (= MNRL scale 20), prefixes
 `query: `/`passage: `, the same frozen/trained word embeddings. The batches are the trainer's
 own hybrid batches of the XQuAD-R train split (`quick` profile, no validation ids held out):
-ours runs them through `hybrid.train.loop.batch_loss`; ST gets the same (question, positive)
+ours runs them through `hybrid.train.core.batch_loss`; ST gets the same (question, positive)
 rows in the same order (a sequential batch sampler), so every step sees the same texts.
 Max lengths: ours truncates questions at 64 and passages at 128 tokens; ST has one
 `max_seq_length` (128), which is equivalent here because no training question is longer than
@@ -70,7 +70,7 @@ def worker_ours(spec: dict) -> dict:
     import torch
 
     from hybrid.encoder import BiEncoder
-    from hybrid.train.loop import batch_loss, make_optimizer, prepare_encoder, trainable
+    from hybrid.train.core import batch_loss, make_optimizer, prepare_encoder, trainable
 
     if spec["tool"] == "ours_padded":  # before the fix: one batch padded to its longest text
         import hybrid.encoder

@@ -10,8 +10,8 @@ import torch
 
 from hybrid.encoder import BiEncoder
 from hybrid.model import make_tiny_model
+from hybrid.train.core import prepare_encoder
 from hybrid.train.dropout import ATTENTION, FastDropout, fast_dropout, keep_mask, use_fast_dropout
-from hybrid.train.loop import prepare_encoder
 
 TEXTS = ["short", "a much longer sentence with a good many words, so the others are padded",
          "x y z", "Москва — столица России."]

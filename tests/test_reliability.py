@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from faults import PAUSE_ENV, worker_path
 
 from hybrid.cli import main
 from hybrid.data.pairs import write_pairs
 from hybrid.model import make_tiny_model
-from hybrid.train.loop import PAUSE_ENV, STATE_FILE, state_intact
+from hybrid.train.checkpoint import STATE_FILE, state_intact
 
 LANGS = ["en", "de", "zh"]
 
@@ -74,9 +75,18 @@ def _checkpoints(out: Path) -> list[Path]:
 @pytest.mark.slow
 def test_sigkilled_worker_resumes_from_checkpoint_and_truncated_checkpoint_falls_back(
         tiny, pairs_dir, tmp_path, monkeypatch, capfd):
+    import yaml
+
+    from hybrid.train import load_profile
+
     out = tmp_path / "run"
     marker = tmp_path / "worker.pid"
-    base = ["train", "--profile", "tiny", "--model", str(tiny), "--pairs", str(pairs_dir),
+    profile = tmp_path / "tiny-pause.yaml"  # the tiny profile with the pause hook of tests/faults.py
+    cfg = load_profile("tiny").to_dict()
+    cfg["run"]["callbacks"] = ["faults:pause"]
+    profile.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "out"}))
+    worker_path(monkeypatch)
+    base = ["train", "--profile", str(profile), "--model", str(tiny), "--pairs", str(pairs_dir),
             "--out", str(out), "--max-failures", "1"]
     # the last of 2 workers stops after step 3 (checkpoint at step 2) and is SIGKILLed there
     monkeypatch.setenv(PAUSE_ENV, f"3:{marker}")

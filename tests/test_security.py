@@ -18,7 +18,7 @@ from hybrid.encoder import BiEncoder
 from hybrid.errors import HybridError
 from hybrid.model import make_tiny_model
 from hybrid.redact import MASK, redact, redact_config
-from hybrid.train.loop import STATE_FILE, read_state, write_state
+from hybrid.train.checkpoint import STATE_FILE, read_state, write_state
 
 
 @pytest.fixture(scope="module")

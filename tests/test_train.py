@@ -8,12 +8,13 @@ import os
 
 import pandas as pd
 import pytest
+from faults import FAIL_ONCE_ENV, worker_path
 
 from hybrid.cli import main
 from hybrid.errors import HybridError
 from hybrid.sampling import HybridBatchSampler
 from hybrid.train import TrainConfig, load_profile, profile_names
-from hybrid.train.loop import FAIL_ONCE_ENV, split_validation
+from hybrid.train.loop import split_validation
 from hybrid.train.trainer import check_resumable
 
 LANGS = ["en", "de", "zh"]
@@ -128,8 +129,11 @@ def test_two_worker_ray_run_recovers_checkpoints_and_resumes(pairs_dir, tmp_path
     out = tmp_path / "run"
     cfg = load_profile("tiny").override(**{
         "model.model": str(tiny), "data.pairs": str(pairs_dir), "out": str(out),
-        "run.steps": 4, "run.max_failures": 1, "data.hard_negatives": 1})
-    # the last worker fails once after step 3: Ray restarts both from the step-2 checkpoint
+        "run.steps": 4, "run.max_failures": 1, "data.hard_negatives": 1,
+        "run.callbacks": ["faults:fail_once"]})
+    # the last worker fails once after step 3 (a per-step hook from tests/faults.py): Ray
+    # restarts both from the step-2 checkpoint
+    worker_path(monkeypatch)
     monkeypatch.setenv(FAIL_ONCE_ENV, f"3:{tmp_path / 'failed'}")
     assert train(cfg) == out.resolve()
     assert (tmp_path / "failed").exists()
@@ -141,8 +145,9 @@ def test_two_worker_ray_run_recovers_checkpoints_and_resumes(pairs_dir, tmp_path
     assert s["best_val_loss"] == min(v["loss"] for v in s["val_history"])
     assert list((out / "ray" / "train").glob("step-*"))
 
-    # a rerun with the same storage path continues from the final checkpoint's step, via the CLI
-    # with relative paths (Ray workers run elsewhere: the trainer must resolve them first)
+    # a rerun with the same storage path (and no hook: run.callbacks may change) continues from
+    # the final checkpoint's step, via the CLI with relative paths (Ray workers run elsewhere:
+    # the trainer must resolve them first)
     monkeypatch.delenv(FAIL_ONCE_ENV)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--profile", "tiny", "--model", str(tiny), "--pairs", os.path.relpath(pairs_dir),

@@ -32,6 +32,7 @@ def train_cmd(
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: where supported).")] = None,
     freeze_embeddings: Annotated[bool | None, typer.Option("--freeze-embeddings/--no-freeze-embeddings", help="Freeze word embeddings (default: on CPU).")] = None,
     hard_negatives: Annotated[int | None, typer.Option("--hard-negatives", help="Hard negatives per pair.")] = None,
+    grad_cache_chunk: Annotated[int | None, typer.Option("--grad-cache-chunk", help="Gradient caching: embed this many texts at a time (memory independent of --batch-size; about one more forward pass).")] = None,
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every k steps.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", help="Evaluations without improvement before stopping.")] = None,
     max_failures: Annotated[int | None, typer.Option("--max-failures", help="Worker failures to recover from.")] = None,
@@ -47,6 +48,7 @@ def train_cmd(
         "run.workers": workers, "model.model": model, "run.steps": steps,
         "data.batch_size": batch_size, "run.seed": seed, "run.bf16": bf16,
         "model.freeze_embeddings": freeze_embeddings, "data.hard_negatives": hard_negatives,
+        "data.grad_cache_chunk": grad_cache_chunk,
         "run.val_every": val_every, "run.patience": patience, "run.max_failures": max_failures,
         "run.storage_path": None if storage_path is None else str(storage_path),
     })

@@ -47,6 +47,9 @@ class DataArgs:
     hard_negatives: int = 0      # per pair, from the table's hard_negatives column
     val_ids: int = 160           # xling_ids per dataset held out for validation
     val_batches: int = 6         # validation batches (of batch_size) per evaluation
+    # Gradient caching (hybrid.train.grad_cache): embed this many texts at a time, so memory
+    # does not grow with batch_size; None: one forward/backward over the local batch.
+    grad_cache_chunk: int | None = None
 
 
 @dataclass
@@ -76,6 +79,9 @@ class RunArgs:
     name: str = "train"          # Ray run name under storage_path
     max_failures: int = 0        # FailureConfig: restarts from the latest checkpoint
     keep_checkpoints: int = 2
+    # Per-step hooks: importable "module:function" specs, called as fn(trainer, record)
+    # after every step on every worker (hybrid.train.core).
+    callbacks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +156,10 @@ class TrainConfig:
         need(r.cpus_per_worker is None or r.cpus_per_worker >= 1, "run.cpus_per_worker: must be >= 1")
         need(r.max_failures >= -1 and r.keep_checkpoints >= 1,
              "run.max_failures must be >= -1 and run.keep_checkpoints >= 1")
+        need(da.grad_cache_chunk is None or (isinstance(da.grad_cache_chunk, int) and da.grad_cache_chunk >= 1),
+             f"--grad-cache-chunk: must be >= 1, got {da.grad_cache_chunk!r}")
+        need(isinstance(r.callbacks, list) and all(isinstance(c, str) and ":" in c for c in r.callbacks),
+             f"run.callbacks: expected a list of 'module:function' strings, got {r.callbacks!r}")
         need(m.max_query_len >= 3 and m.max_passage_len >= 3, "model: max lengths must be >= 3")
         return self
 
@@ -183,4 +193,5 @@ def load_profile(name: str) -> TrainConfig:
 # Fields that may change when a run is resumed from its storage path.
 RESUMABLE_CHANGES = ("run.steps", "run.patience", "run.workers", "run.use_gpu",
                      "run.cpus_per_worker", "run.max_failures", "run.keep_checkpoints",
-                     "run.storage_path", "out", "data.pairs")
+                     "run.storage_path", "out", "data.pairs", "data.grad_cache_chunk",
+                     "run.callbacks")

@@ -67,17 +67,20 @@ def precheck(config: TrainConfig):
     """Config, pairs table, sampler and model-file errors as HybridError before Ray starts and
     before anything is written (`train` records the config only after this); the model dir
     (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`),
-    its config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`)."""
-    from hybrid.data.pairs import load_pairs
+    its config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`);
+    the `run.callbacks` importable."""
     from hybrid.model import resolve_model
     from hybrid.model.baselines import baseline_id, with_baseline_settings
     from hybrid.model.check import check_model_files
-    from hybrid.train.loop import make_samplers
+    from hybrid.train.core import load_callback
+    from hybrid.train.data import load_table, make_samplers
 
     config.validate()
-    table = load_pairs(config.data.pairs)
+    for spec in config.run.callbacks:  # importable here too (workers need the same PYTHONPATH)
+        load_callback(spec)
+    table = load_table(config.data.pairs)  # validates and derives the memory-mapped table once
     make_samplers(table, config, 0, config.run.workers)
-    if config.data.hard_negatives and not table["hard_negatives"].map(len).all():
+    if config.data.hard_negatives and table.rows_without_hard_negatives:
         raise HybridError(f"--hard-negatives {config.data.hard_negatives}: some rows of "
                           f"{config.data.pairs} have no hard negatives")
     spec = config.model.model
