@@ -1,6 +1,7 @@
 """`hybrid-pipeline`: benchmarks -> parallel QA table -> train (Ray Train) -> encode (fan out)
 -> evaluation matrix (and any extra benchmark: Tatoeba, bitext, MIRACL, TREC, MTEB) -> log
-to MLflow and register, with the champion/challenger gate.
+to MLflow and register, with the champion/challenger gate -> when a new champion was
+promoted and `index` is set, start the `hybrid-index` deployment for its search index.
 
 Every step is a cached task (see tasks/): re-running with the same parameters and data is
 cache hits all the way and registers no new model version. Outputs live under
@@ -25,6 +26,7 @@ from flows.common import (
 )
 from hybrid.io import write_json
 from tasks.data import build_pairs_table
+from tasks.index import check_index_config, follow_champion
 from tasks.registry import DEFAULT_PROMOTION_METRIC
 from tasks.tracking import log_and_register
 from tasks.train import train_model
@@ -47,6 +49,7 @@ def pipeline(
     promotion_margin: float = 0.005,
     results_dir: str = "runs/pipeline",
     experiment: str = "hybrid-pipeline",
+    index: dict | None = None,
 ) -> dict:
     """Train and evaluate one retriever; returns report paths, MLflow run and registry alias.
 
@@ -60,9 +63,14 @@ def pipeline(
     XQuAD-R held-out articles, unseen in training). languages: restrict the LAReQA
     evaluation (extras take `?langs=`).
     promotion_metric/promotion_margin: the champion gate (an MLflow metric name).
+    index: the champion's search index, {"corpus": PATH, "dir": DIR} plus optional "kind"
+    (flat), "model" (models:/hybrid-retriever@champion) and "deployment"
+    (hybrid-index/champion): when this run's version is the champion and DIR does not hold
+    it yet, a run of that deployment is started (not waited for; `tasks/index.py`).
     """
     log = get_run_logger()
     plan = benchmark_plan(benchmarks)  # bad entries stop here, before anything is written
+    index = check_index_config(index)
     sources = sources or default_sources()
     eval_splits = eval_splits_for(eval_splits)
     results = str(Path(results_dir).resolve())
@@ -93,11 +101,16 @@ def pipeline(
            "heatmaps": {e["benchmark"]: str(Path(e["out"]) / "map_matrix.png") for e in evals
                         if (Path(e["out"]) / "map_matrix.png").is_file()},
            "train_dir": trained["out"], "mlflow": logged}
+    if index is not None:
+        out["index_run"] = follow_champion(index, logged["version"])
     write_json(Path(results) / "latest.json", out)
     for bench, path in out["reports"].items():
         log.info("report %s: %s", bench, path)
     log.info("MLflow run: %s", logged["run_url"])
     log.info("registered %s v%s as %s", logged["model"], logged["version"], logged["alias"])
+    if out.get("index_run"):
+        log.info("index of the new champion: flow run %s (%s)", out["index_run"],
+                 index["deployment"])
     return out
 
 
