@@ -41,7 +41,8 @@ def test_derived_once_mapped_and_read_back(tmp_path):
     assert t.source == f and cache.parent == cache_dir() / "pairs"
     assert sorted(p.name for p in cache.iterdir()) == [
         "id_hash.npy", "id_lang.npy", "id_ptr.npy", "id_row.npy", "ids.arrow", "meta.json", "table.arrow"]
-    assert isinstance(t.index.id_row, np.memmap) and len(t) == len(df)
+    assert isinstance(t.index.id_row.base, np.memmap) and not t.index.id_row.flags.writeable
+    assert len(t) == len(df)
     stamp = (cache / "table.arrow").stat().st_mtime_ns
     again = load_table(f)  # the file or its directory: same cache, not derived again
     assert (cache / "table.arrow").stat().st_mtime_ns == stamp and again.index.datasets == ["other", "toy"]

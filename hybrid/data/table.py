@@ -8,7 +8,7 @@ it validates it in record batches with pyarrow.compute (the rules and one-line m
 | file | content |
 | --- | --- |
 | `table.arrow` | Arrow IPC file, the 7 columns in canonical types, record batches of `ROWS_PER_BATCH` rows (row r is row r of pairs.parquet) |
-| `ids.arrow` | the distinct (dataset, xling_id) ids' xling_id, sorted by (dataset, xling_id): code k is row k |
+| `ids.arrow` | one record batch: the distinct (dataset, xling_id) ids' xling_id, sorted by (dataset, xling_id): code k is row k |
 | `id_ptr.npy` | int64 (ids + 1): the rows of id k are entries `id_ptr[k]:id_ptr[k+1]` of the next two |
 | `id_lang.npy` | int16 (rows): language codes of those rows, ascending |
 | `id_row.npy` | int64 (rows): their row numbers in table.arrow |
@@ -27,8 +27,11 @@ validation split); `index_from_frame(df)` builds one from a DataFrame with the s
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
+import os
+import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -293,6 +296,62 @@ def index_from_frame(df, where: str = "pairs table") -> PairsIndex:
 
 
 # ----------------------------------------------------------------------------- table
+def _map_random(path: Path) -> pa.Buffer:
+    """`path` mapped read-only as an Arrow buffer, advised MADV_RANDOM: a batch touches a few
+    scattered rows, and the kernel's readahead would otherwise fault in (and count in this
+    process's RSS) up to the whole file after a few dozen batches."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
+    return pa.py_buffer(mm)
+
+
+class _PreadRows:
+    """Single values of table.arrow's non-null text columns read with os.pread at the file
+    offsets of their Arrow buffers (offsets, then bytes): a row costs 2-3 small reads per
+    column and no mapped page, so RSS does not grow with the rows a process visits (touching
+    the map would fault in up to 64 KB around every access, the whole file after a few
+    dozen batches). The buffer positions come from the record batches of the map (metadata
+    only)."""
+
+    COLUMNS = ("question", "positive", "hard_negatives")
+
+    def __init__(self, path: Path, batches: list[pa.RecordBatch], base: int):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.pos: list[dict[str, tuple[int, ...]]] = []
+        for rb in batches:
+            cols = {}
+            for c in self.COLUMNS:
+                bufs = rb.column(c).buffers()  # string: validity, offsets, data; list: + child's
+                cols[c] = tuple(b.address - base if b is not None else -1 for b in bufs)
+            self.pos.append(cols)
+
+    def __del__(self):
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
+
+    def _offsets(self, at: int, i: int, n: int = 2) -> tuple[int, ...]:
+        return struct.unpack(f"<{n}i", os.pread(self.fd, 4 * n, at + 4 * i))
+
+    def _string(self, offsets_at: int, data_at: int, i: int) -> str:
+        s, e = self._offsets(offsets_at, i)
+        return os.pread(self.fd, e - s, data_at + s).decode("utf-8") if e > s else ""
+
+    def value(self, k: int, o: int, column: str):
+        p = self.pos[k][column]
+        if column != "hard_negatives":
+            return self._string(p[1], p[2], o)
+        s, e = self._offsets(p[1], o)
+        if e == s:
+            return []
+        offs = self._offsets(p[3], s, e - s + 1)
+        data = os.pread(self.fd, offs[-1] - offs[0], p[4] + offs[0])
+        return [data[a - offs[0]:b - offs[0]].decode("utf-8") for a, b in zip(offs[:-1], offs[1:], strict=True)]
+
+
 def _empty_lists(rb: pa.RecordBatch) -> int:
     """Rows of `rb` with no hard negatives."""
     return int(pc.sum(pc.equal(pc.list_value_length(rb.column("hard_negatives")), 0)).as_py() or 0)
@@ -347,7 +406,7 @@ def derive(f: Path, out: Path) -> None:
         del t
         with pa.OSFile(str(tmp / "ids.arrow"), "wb") as sink, \
                 ipc.new_file(sink, pa.schema([("xling_id", pa.string())])) as w:
-            w.write_table(pa.table({"xling_id": idx.id_names}), max_chunksize=ROWS_PER_BATCH)
+            w.write_batch(pa.record_batch([idx.id_names], names=["xling_id"]))  # one chunk: no copy
         for name in _INDEX_ARRAYS:
             np.save(tmp / f"{name}.npy", getattr(idx, name))
         write_json(tmp / "meta.json", {
@@ -368,19 +427,24 @@ class PairsTable:
                  source: Path | None = None):
         self._batches, self.index, self.meta, self.source = batches, index, meta, source
         self._rpb = int(meta.get("rows_per_batch", ROWS_PER_BATCH))
+        self._pread: _PreadRows | None = None
 
     @classmethod
     def from_cache(cls, cache: Path, source: Path | None = None) -> PairsTable:
         """Map a cache directory written by `derive`."""
         meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
-        reader = ipc.open_file(pa.memory_map(str(cache / "table.arrow")))
+        mapped = _map_random(cache / "table.arrow")
+        reader = ipc.open_file(pa.BufferReader(mapped))
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         ids = ipc.open_file(pa.memory_map(str(cache / "ids.arrow"))).read_all().column("xling_id")
-        arrays = {n: np.load(cache / f"{n}.npy", mmap_mode="r") for n in _INDEX_ARRAYS}
+        # mapped read-only; plain ndarray views of the maps (np.memmap's indexing is slower)
+        arrays = {n: np.load(cache / f"{n}.npy", mmap_mode="r").view(np.ndarray) for n in _INDEX_ARRAYS}
         index = PairsIndex(meta["datasets"], meta["langs"], np.array(meta["ds_start"], dtype=np.int64),
                            arrays["id_ptr"], arrays["id_lang"], arrays["id_row"],
                            ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0), arrays["id_hash"])
-        return cls(batches, index, meta, source)
+        table = cls(batches, index, meta, source)
+        table._pread = _PreadRows(cache / "table.arrow", batches, mapped.address)
+        return table
 
     @classmethod
     def from_frame(cls, df, where: str = "pairs table") -> PairsTable:
@@ -430,9 +494,12 @@ class PairsTable:
         return int(self.meta["rows_without_hard_negatives"])
 
     def row(self, r: int, columns=("question", "positive", "hard_negatives")) -> tuple:
-        """Values of row `r` (Python objects) for `columns`."""
-        rb = self._batches[r // self._rpb]
-        o = r % self._rpb
+        """Values of row `r` (Python objects) for `columns`; read with pread from a cached
+        table (no page of the map is touched), else from the Arrow batches."""
+        k, o = divmod(r, self._rpb)
+        if self._pread is not None and all(c in _PreadRows.COLUMNS for c in columns):
+            return tuple(self._pread.value(k, o, c) for c in columns)
+        rb = self._batches[k]
         return tuple(rb.column(c)[o].as_py() for c in columns)
 
     def texts(self, rows, column: str) -> list:
