@@ -31,19 +31,25 @@ def _corpus(path: Path) -> Path:
     return path
 
 
-def _register(seed: int, value: float, tmp: Path) -> str:
-    """Log the tiny model (seed) with the metric `value`, gate it; its version (champion)."""
+def _log(seed: int, value: float, tmp: Path) -> str:
+    """Log the tiny model (seed) under NAME in a run with the gate's metric = `value`; its
+    version (not promoted yet)."""
     import mlflow
 
     from hybrid.model import make_tiny_model
-    from tasks.registry import log_retriever, promote
+    from tasks.registry import log_retriever
 
-    mlflow.set_experiment("test-index-flow")
-    with mlflow.start_run():
+    exp = mlflow.set_experiment("test-index-flow")
+    with mlflow.start_run(experiment_id=exp.experiment_id):
         mlflow.log_metric(METRIC, value)
-        mv = log_retriever(make_tiny_model(tmp / f"model-{seed}", seed=seed), name=NAME)
-    assert promote(mv.version, name=NAME, metric=METRIC).alias == "champion"
-    return str(mv.version)
+        return str(log_retriever(make_tiny_model(tmp / f"model-{seed}", seed=seed),
+                                 name=NAME).version)
+
+
+def _promote(version: str) -> None:
+    from tasks.registry import promote
+
+    assert promote(version, name=NAME, metric=METRIC).alias == "champion"
 
 
 class Load:
@@ -67,6 +73,7 @@ class Load:
                         self.seen.append(r.json()["index"]["registry"]["version"])
                 except Exception as exc:  # noqa: BLE001 - every failure is counted
                     self.errors.append(repr(exc))
+                time.sleep(0.02)  # a steady stream that leaves the build a core
 
     def __enter__(self):
         self._thread.start()
@@ -90,6 +97,12 @@ def test_serve_follows_the_champion_without_dropping_requests(deployed, tmp_path
     from hybrid.model import resolve_model
     from tasks.index import follow_champion, up_to_date
 
+    t0 = time.monotonic()
+    phases = {}
+
+    def mark(name):
+        phases[name] = round(time.monotonic() - t0, 1)
+
     corpus = _corpus(tmp_path / "corpus.jsonl")
     index_dir = tmp_path / "index"
     cfg = {"corpus": str(corpus), "dir": str(index_dir), "model": f"models:/{NAME}@champion"}
@@ -104,8 +117,16 @@ def test_serve_follows_the_champion_without_dropping_requests(deployed, tmp_path
         fr = deployed.wait(run_id, timeout=300)
         assert fr.state.is_completed(), f"{fr.state}\n{deployed.worker_log()}"
 
-    v1 = _register(11, 0.50, tmp_path)
+    v1 = _log(11, 0.50, tmp_path)
+    _promote(v1)
+    mark("registered v1")
+    logged = {}  # the next version is logged while the first index builds
+    logger = threading.Thread(target=lambda: logged.update(v2=_log(12, 0.60, tmp_path)))
+    logger.start()
     build(v1)
+    logger.join(timeout=120)
+    v2 = logged["v2"]
+    mark("built v1")
     manifest = json.loads((index_dir / "manifest.json").read_text())
     assert manifest["model"]["spec"] == f"models:/{NAME}/{v1}"  # the alias pinned
     assert manifest["model"]["registry"] == {"name": NAME, "version": v1, "alias": "champion"}
@@ -113,10 +134,12 @@ def test_serve_follows_the_champion_without_dropping_requests(deployed, tmp_path
     assert trigger(v1) is None  # the directory holds the champion already
 
     with serving(index_dir) as url, Load(url) as load:
+        mark("serving")
         assert _info_version(url) == v1
-        v2 = _register(12, 0.60, tmp_path)
+        _promote(v2)
         assert trigger(v1) is None  # v1 is no longer the champion
         build(v2)
+        mark("built v2")
         deadline = time.monotonic() + 30
         while _info_version(url) != v2:
             assert time.monotonic() < deadline, "hybrid serve still on the old index after 30 s"
@@ -125,6 +148,8 @@ def test_serve_follows_the_champion_without_dropping_requests(deployed, tmp_path
         while len(load.seen) < n + 10:  # answers after the switch
             assert time.monotonic() < deadline + 30 and not load.errors, load.errors[:3]
             time.sleep(0.05)
+    mark("done")
+    print(f"phases (s): {phases}; {len(load.seen)} answers")
     assert load.errors == [], load.errors[:5]
     assert load.seen[0] == v1 and load.seen[-1] == v2, (load.seen[:3], load.seen[-3:])
     switched = load.seen.index(v2)
