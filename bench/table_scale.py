@@ -241,7 +241,13 @@ def main() -> None:
     ap.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default="10000,100000,1000000,10000000")
     ap.add_argument("--out", default=str(RESULTS / "table_scale.json"))
+    ap.add_argument("--report-only", action="store_true", help="plot and print the table from --out")
     args = ap.parse_args()
+    if args.report_only:
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))["results"]
+        plot(results, Path(args.out).with_suffix(".png"))
+        print(table_md(results))
+        return
     if args.worker:
         spec = json.loads(Path(args.worker[0]).read_text(encoding="utf-8"))
         Path(args.worker[1]).write_text(json.dumps(worker(spec)), encoding="utf-8")

@@ -26,8 +26,8 @@ LANGS = ["de", "en", "zh"]
 
 
 def _rows(n_ids: int, langs=LANGS, dataset: str = "toy", partial: bool = False) -> list[dict]:
-    return [{"dataset": dataset, "xling_id": f"id{i}", "lang": lg, "question": f"{lg} q {i}",
-             "positive": f"{lg} a {i}", "context": None if i % 3 else f"ctx {i}",
+    return [{"dataset": dataset, "xling_id": f"id{i}", "lang": lg, "question": f"{lg} q {i} ü",
+             "positive": f"{lg} a {i} 答", "context": None if i % 3 else f"ctx {i}",
              "hard_negatives": [f"{lg} n{i}.{k}" for k in range(i % 3)]}
             for i in range(n_ids) for j, lg in enumerate(langs) if not partial or j <= i % len(langs)]
 
@@ -51,6 +51,8 @@ def test_derived_once_mapped_and_read_back(tmp_path):
     for col in PAIRS_COLUMNS:
         assert list(back[col]) == [None if v is None or v != v else v for v in df[col]], col
     assert back["context"].map(lambda c: c is None or isinstance(c, str)).all()
+    for r in range(len(df)):  # single rows read with pread equal the Arrow batches
+        assert t.row(r) == (back.at[r, "question"], back.at[r, "positive"], back.at[r, "hard_negatives"])
     assert t.rows_without_hard_negatives == sum(1 for r in _rows(30) if not r["hard_negatives"]) + sum(
         1 for r in _rows(20, ["en", "es"], "other", True) if not r["hard_negatives"])
     # the index: codes are ranks in sorted order, every row once

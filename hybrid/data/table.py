@@ -378,7 +378,7 @@ def derive(f: Path, out: Path) -> None:
 
     where = str(f)
     try:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering kept every row group read alive
         names = pf.schema_arrow.names
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise HybridError(f"{f}: unreadable Parquet ({str(exc).splitlines()[0]})") from None
