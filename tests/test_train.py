@@ -64,6 +64,17 @@ def test_config_errors_are_one_line(tmp_path):
         cfg.override(**{"run.workers": 3}).validate()
     with pytest.raises(HybridError, match="unknown field"):
         cfg.override(**{"run.nope": 1})
+    assert cfg.override(**{"data.grad_cache_chunk": 4}).validate().data.grad_cache_chunk == 4
+    with pytest.raises(HybridError, match="--grad-cache-chunk: must be >= 1"):
+        cfg.override(**{"data.grad_cache_chunk": 0}).validate()
+
+
+def test_grad_cache_flag_reaches_the_config(pairs_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "tiny", "--pairs", str(pairs_dir), "--out", str(out),
+                 "--grad-cache-chunk", "0"]) == 2
+    assert "error: --grad-cache-chunk: must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_validation_split_is_deterministic_disjoint_and_whole():
