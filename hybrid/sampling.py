@@ -191,8 +191,9 @@ class HybridBatchSampler:
             counts = (ix.id_ptr[ids + 1] - ix.id_ptr[ids]).astype(np.int64)
             row_id = np.repeat(ids, counts)  # the id of each row of the dataset, ascending
             row_lang = ix.id_lang[_ranges(ix.id_ptr[ids], counts)]
-            by_lang = {ix.langs[lg]: row_id[row_lang == lg] for lg in np.unique(row_lang)}
-            usable = np.zeros(0, dtype=np.int64)
+            present = np.flatnonzero(np.bincount(row_lang, minlength=len(ix.langs)))
+            by_lang = {ix.langs[lg]: row_id[row_lang == lg] for lg in present}
+            usable = np.zeros(len(ix.id_names), dtype=bool)  # over all id codes: no sort
             if self.strategy == "en-en":
                 if "en" not in by_lang:
                     continue  # datasets without English take no part in en-en
@@ -205,7 +206,8 @@ class HybridBatchSampler:
                                       f"of dataset {ds!r} (most: {len(c)} in {lg!r})")
                 for lg, c in ok.items():
                     self.pools[(ds, lg)] = c
-                usable = np.unique(np.concatenate(list(ok.values())))
+                for c in ok.values():
+                    usable[c] = True
                 self.languages[ds] = sorted(ok)
                 self.excluded_languages[ds] = sorted(set(by_lang) - set(ok))
             if self.mono_p < 1 and self.strategy not in ("x-x", "multitask"):
@@ -218,15 +220,15 @@ class HybridBatchSampler:
                     raise HybridError(f"--batch-size: {B} > unique ids available in two or more "
                                       f"languages of dataset {ds!r} ({len(multi)}) for cross batches")
                 self.pools[(ds, "*cross")] = multi
-                usable = np.union1d(usable, multi)
+                usable[multi] = True
             if self.strategy in ("x-x", "multitask"):
                 if len(ids) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids in dataset {ds!r} ({len(ids)})")
                 self.pools[(ds, "*all")] = ids
-                usable = ids
+                usable[ids] = True
             self.datasets.append(ds)
             self._ds_codes.append(d)
-            self.sizes.append(len(usable))
+            self.sizes.append(int(usable.sum()))
         if not self.datasets:
             raise HybridError("pairs table: no dataset has English rows for strategy en-en")
         self.probs = np.array(self.sizes, dtype=float) / sum(self.sizes)
