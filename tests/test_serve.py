@@ -102,6 +102,8 @@ def test_malformed_bodies_methods_and_paths(url):
 def test_rebuilt_index_is_served_with_no_failed_request(url, index, tiny, ray_session):
     """Clients keep searching while the index directory is rebuilt over another corpus:
     every request succeeds, and within seconds the answers come from the new version."""
+    new = write_corpus(index.parent / "c2.jsonl", 60, "new")
+    build_index(str(tiny), new, index.parent / "scratch", kind="hnsw", progress=False)  # encodes
     before = httpx.get(url + "/health").json()["digest"]
     failures, answered, stop = [], {"old": 0, "new": 0}, threading.Event()
 
@@ -114,14 +116,14 @@ def test_rebuilt_index_is_served_with_no_failed_request(url, index, tiny, ray_se
                     continue
                 ids = [h["id"] for h in r.json()["results"][0]]
                 answered["new" if all(i.startswith("new") for i in ids) else "old"] += 1
+                time.sleep(0.02)
 
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
         t.start()
     try:
         time.sleep(1)
-        build_index(str(tiny), write_corpus(index.parent / "c2.jsonl", 60, "new"), index, kind="hnsw",
-                    progress=False)
+        build_index(str(tiny), new, index, kind="hnsw", progress=False)  # from the cache: a swap
         deadline = time.monotonic() + 30
         while httpx.get(url + "/health").json()["digest"] == before:
             assert time.monotonic() < deadline, "the service did not pick up the new index"

@@ -113,7 +113,16 @@ class Searcher:
             return []
         q = state.encoder.encode(list(queries), "query", show_progress=False,
                                  batch_size=max(1, len(queries)))
-        scores, rows = self._search(state, q, int(k), langs)
+        return self.search_vectors(q, k, langs, at=state)
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 10, langs: list[str] | None = None,
+                       *, at: _State | None = None) -> list[list[dict]]:
+        """`search` for query vectors already encoded with this version's encoder
+        (`at.encoder.encode(queries, "query")`, float32 [n, dim])."""
+        state = at if at is not None else self._state
+        if not 1 <= int(k) <= MAX_K:
+            raise HybridError(f"k: must be between 1 and {MAX_K}, not {k}")
+        scores, rows = self._search(state, vectors, int(k), langs)
         return [self._hits(state, s, r) for s, r in zip(scores, rows, strict=True)]
 
     # ------------------------------------------------------------------ internals
@@ -182,6 +191,8 @@ class Searcher:
         if not key:
             raise HybridError("lang: no language given (leave it out for all)")
         if key not in state.selectors:
+            if len(state.selectors) >= 256:  # bounded: one bitmap (n/8 bytes) per language set
+                state.selectors.clear()
             mask = np.zeros(state.index.ntotal, dtype=bool)
             for lang in key:
                 mask[state.lang_rows.get(lang, [])] = True
