@@ -97,7 +97,14 @@ def main() -> None:
     ap.add_argument("--steps", default="32:2,128:1,512:1", help="timed steps per batch size")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--out", default=str(RESULTS / "grad_cache.json"))
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="measure nothing: write the results of these files (run side by side) to --out")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
+        args.chunk = parts[0]["chunk"]
+        write(args, [r for part in parts for r in part["results"]], parts[0]["machine"])
+        return
 
     pairs = str(pairs_dir(args.pairs))
     steps = {int(k): int(v) for k, v in (x.split(":") for x in args.steps.split(","))}
@@ -117,7 +124,7 @@ def main() -> None:
         write(args, rows)
 
 
-def write(args, rows: list[dict]) -> None:
+def write(args, rows: list[dict], mach: dict | None = None) -> None:
     """The results so far, with the target ratios where their settings are measured."""
     from hybrid.io import write_json
 
@@ -136,7 +143,7 @@ def write(args, rows: list[dict]) -> None:
             targets[f"cached_{big}_peak_rss_over_cached_32"] = round(c_big["peak_rss_mib"] / c32["peak_rss_mib"], 3)
     write_json(args.out, {"bench": "grad_cache", "model": "me5-small", "strategy": "hybrid",
                           "chunk": args.chunk, "steps_timed": args.steps, "warmup_steps_of_32_pairs": args.warmup,
-                          "machine": {**machine(), **cpu_facts()}, "results": rows, "targets": targets})
+                          "machine": mach or {**machine(), **cpu_facts()}, "results": rows, "targets": targets})
     print(json.dumps(targets), f"-> {args.out}", flush=True)
 
 
