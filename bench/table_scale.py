@@ -223,7 +223,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def table_md(results: list[dict]) -> str:
     head = ("| rows | parquet MB | driver: first precheck s (derive) / warm s | driver peak RSS MiB | "
-            "worker: first batch s | worker peak RSS MiB (above imports+model) | sampler: epoch plan "
+            "worker: first batch s | worker peak RSS MiB (above its imports + tokenizer) | sampler: epoch plan "
             "batches/s / global_batch() per s | fetch+tokenize ms/batch |\n"
             "| ---: | ---: | --- | ---: | ---: | --- | --- | ---: |\n")
     lines = []
