@@ -116,7 +116,7 @@ def main() -> None:
         t0 = time.perf_counter()
         r = run_worker("bench.grad_cache", {"batch_size": b, "chunk": chunk, "pairs": pairs,
                                             "steps": steps.get(b, 1), "warmup": args.warmup})
-        r.update(batch_size=b, mode=mode, chunk=chunk, wall_s=round(time.perf_counter() - t0, 1),
+        r.update(batch_size=b, mode=mode, chunk=chunk, warmup_steps=args.warmup, wall_s=round(time.perf_counter() - t0, 1),
                  load_avg_1min_before=round(load, 2), load_avg_1min_after=round(os.getloadavg()[0], 2))
         rows.append(r)
         print(f"batch {b:4d} {mode:6s}: {r['pairs_per_s']:6.2f} pairs/s, peak RSS {r['peak_rss_mib']:7.1f} MiB",
