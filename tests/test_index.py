@@ -91,6 +91,7 @@ def test_bad_tsv_and_parquet(tmp_path):
 
 
 # ------------------------------------------------------------------------------- build
+@pytest.mark.slow  # Ray encoding tasks
 def test_build_writes_evaluations_vectors_and_manifest(flat, tiny, corpus, ray_session):
     import faiss
 
@@ -110,6 +111,7 @@ def test_build_writes_evaluations_vectors_and_manifest(flat, tiny, corpus, ray_s
     np.testing.assert_array_equal(index.reconstruct_n(0, index.ntotal), want.vectors)
 
 
+@pytest.mark.slow  # Ray encoding tasks
 def test_killed_build_resumes_from_finished_shards(tiny, ray_session, tmp_path):
     """A build interrupted after one of its two shards finished: the rerun keeps that
     shard's cached part (not rewritten) and encodes only the other; same index."""
@@ -130,6 +132,7 @@ def test_killed_build_resumes_from_finished_shards(tiny, ray_session, tmp_path):
     assert (first / "index.faiss").read_bytes() == (again / "index.faiss").read_bytes()
 
 
+@pytest.mark.slow  # Ray encoding tasks
 def test_rebuild_swaps_whole_filters_in_approximate_kinds_refuses_foreign_dir(tiny, corpus, ray_session, tmp_path):
     out = build_index(str(tiny), corpus, tmp_path / "idx", kind="hnsw", progress=False)
     before = json.loads((out / "manifest.json").read_text())
@@ -175,6 +178,7 @@ def test_search_ranks_like_exact_scores_and_filters_languages(flat, tiny):
         s.search(["x"], k=0)
 
 
+@pytest.mark.slow  # Ray encoding tasks
 def test_refuses_other_weights_and_reloads_new_version(flat, tiny, corpus, ray_session, tmp_path):
     from hybrid.model import make_tiny_model
 

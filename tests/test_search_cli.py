@@ -32,6 +32,7 @@ def index(tiny, corpus, ray_session, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # a Ray encoding task
 def test_build_then_search_text_and_json(index, capsys):
     capsys.readouterr()
     assert main(["search", "--index", str(index), "-k", "4", "cathedral", "Dom"]) == 0
