@@ -57,7 +57,8 @@ def test_pipeline_run_completes_and_logs_everything(pipeline_run, deployed):
     import mlflow.models
 
     info = mlflow.models.get_model_info("models:/hybrid-retriever/1")
-    assert "python_function" in info.flavors and info.signature.params.params[0].name == "kind"
+    assert {"python_function", "sentence_transformers"} <= set(info.flavors)
+    assert info.signature.params.params[0].name == "prompt_name"
     assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"
 
     latest = pipeline_run["latest"]
