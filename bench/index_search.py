@@ -81,7 +81,8 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
                           for a, b in zip(found, exact, strict=True)]))
 
 
-def faiss_sizes(sizes: list[int], hnsw_1m: tuple[int, int]) -> list[dict]:
+def faiss_sizes(sizes: list[int], hnsw_1m: tuple[int, int], efs_1m: list[int],
+                kinds_wanted: set[str]) -> list[dict]:
     import faiss
 
     from hybrid.evaluation.embeddings import Embeddings
@@ -100,7 +101,8 @@ def faiss_sizes(sizes: list[int], hnsw_1m: tuple[int, int]) -> list[dict]:
         if n < 1_000_000:
             kinds.append(("hnsw", {"M": 32, "efConstruction": 200, "efSearch": [128]}))
         else:
-            kinds.append(("hnsw", {"M": hnsw_1m[0], "efConstruction": hnsw_1m[1], "efSearch": [64, 128]}))
+            kinds.append(("hnsw", {"M": hnsw_1m[0], "efConstruction": hnsw_1m[1], "efSearch": efs_1m}))
+        kinds = [(k, p) for k, p in kinds if k == "flat" or k in kinds_wanted]  # flat: the truth
         for kind, params in kinds:
             r0, t0 = rss_mib(), time.perf_counter()
             if kind == "hnsw" and n >= 1_000_000:
@@ -394,6 +396,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--hnsw-1m", default="16,40", help="M,efConstruction of the 1M HNSW")
+    ap.add_argument("--efs-1m", default="64,128", help="efSearch values of the 1M HNSW")
+    ap.add_argument("--kinds", default="flat,ivf,hnsw", help="kinds to measure (flat always)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the recorded rows of other sizes and kinds in --out")
     ap.add_argument("--encode-texts", type=int, default=1000)
     ap.add_argument("--load-n", type=int, default=100_000)
     ap.add_argument("--load-seconds", type=float, default=30)
@@ -410,7 +416,13 @@ def main() -> None:
     t0 = time.perf_counter()
     if "faiss" not in skip:
         m, ef_c = (int(v) for v in args.hnsw_1m.split(","))
-        res["faiss"] = faiss_sizes([int(s) for s in args.sizes.split(",")], (m, ef_c))
+        rows = faiss_sizes([int(s) for s in args.sizes.split(",")], (m, ef_c),
+                           [int(v) for v in args.efs_1m.split(",")], set(args.kinds.split(",")))
+        if args.merge:  # replace the rows of the sizes and kinds measured now, keep the rest
+            done = {(r["n"], r["kind"]) for r in rows}
+            rows = [r for r in res.get("faiss", []) if (r["n"], r["kind"]) not in done] + rows
+            rows.sort(key=lambda r: (r["n"], ["flat", "ivf", "hnsw"].index(r["kind"])))
+        res["faiss"] = rows
         plot(res["faiss"], out.with_suffix(".png"))
     if "encode" not in skip:
         res["encoding"] = encoding(args.encode_texts)
