@@ -26,13 +26,16 @@ def retrain(
     promotion_metric: str = DEFAULT_PROMOTION_METRIC,
     promotion_margin: float = 0.005,
     results_dir: str = "runs/pipeline",
+    index: dict | None = None,
 ) -> dict:
     """Retrain from the current sources and gate the result; the parameters are
-    `hybrid-pipeline`'s (benchmarks: e.g. ["tatoeba"] adds Tatoeba to the evaluation)."""
+    `hybrid-pipeline`'s (benchmarks: e.g. ["tatoeba"] adds Tatoeba to the evaluation;
+    index: {"corpus": PATH, "dir": DIR} rebuilds the champion's search index when the
+    retrained model is promoted)."""
     return pipeline(profile=profile, model=model, strategy=strategy, alpha=alpha,
                     workers=workers, sources=sources, benchmarks=benchmarks, languages=languages,
                     promotion_metric=promotion_metric, promotion_margin=promotion_margin,
-                    results_dir=results_dir, experiment="hybrid-retrain")
+                    results_dir=results_dir, experiment="hybrid-retrain", index=index)
 
 
 if __name__ == "__main__":
