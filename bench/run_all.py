@@ -135,6 +135,10 @@ def report() -> str:
     rows.append(("demo cached re-run", f"{cached} s" if cached else "pending", "<= 60 s",
                  _ok(cached, TARGETS["rerun_s"], higher=False), when, demo_cmd))
 
+    from bench import table_scale
+
+    ts = _load("table_scale")
+    rows += table_scale.report_rows(ts)
     gc = _load("grad_cache")
     rows += _grad_cache_rows(gc)
     from bench import index_search
@@ -190,6 +194,7 @@ def report() -> str:
         lines += ["", f"Embeddings agree: minimum cosine ours vs ST {en['min_cosine_ours_vs_st']}. "
                   f"Peak RSS: hybrid {en['ours']['best']['peak_rss_mib']:.0f} MiB, "
                   f"ST {en['st']['best']['peak_rss_mib']:.0f} MiB."]
+    lines += table_scale.report_detail(ts)
     lines += _grad_cache_detail(gc)
     lines += index_search.report_detail(ix)
     return "\n".join(lines) + "\n"

@@ -236,6 +236,56 @@ def table_md(results: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+CMD = "python -m bench.table_scale"
+
+
+def report_rows(res: dict | None) -> list[tuple]:
+    """BENCHMARKS.md's target rows (bench/run_all.py): a worker's peak RSS at the largest
+    table over the smallest (<= 1 GiB), its time to first batch (<= 60 s), growth."""
+    if not res or not res.get("results"):
+        return [("pairs table scaling, 10k -> 10M rows", "pending", "<= 1 GiB, <= 60 s, linear",
+                 "pending", "-", CMD)]
+    rs = sorted(res["results"], key=lambda r: r["rows"])
+    lo, hi = rs[0], rs[-1]
+    when = res["machine"].get("date_utc", "-")
+    extra = hi["worker"]["peak_rss_mib"] - lo["worker"]["peak_rss_mib"]
+    first = hi["worker"]["first_batch_s"]
+    n = f"{hi['rows'] // 1_000_000}M" if hi["rows"] >= 1_000_000 else f"{hi['rows']:,}"
+    ratio = hi["rows"] / lo["rows"]
+    growth = {"worker RSS": hi["worker"]["peak_rss_mib"] / lo["worker"]["peak_rss_mib"],
+              "driver RSS": hi["driver"]["peak_rss_mib"] / lo["driver"]["peak_rss_mib"],
+              "first batch": hi["worker"]["first_batch_s"] / max(lo["worker"]["first_batch_s"], 1e-9),
+              "derive": hi["driver"]["cold_s"] / max(lo["driver"]["cold_s"], 1e-9)}
+    linear = all(g <= ratio for g in growth.values())
+    return [
+        (f"pairs table, {n} rows: one worker's peak RSS above the same worker at {lo['rows']:,}",
+         f"{hi['worker']['peak_rss_mib']:.0f} vs {lo['worker']['peak_rss_mib']:.0f} MiB = **+{extra:.0f} MiB**",
+         "<= 1 GiB", "met" if extra <= 1024 else "**missed**", when, CMD),
+        (f"pairs table, {n} rows: worker's time to first batch (cache derived by the driver's "
+         f"precheck, {hi['driver']['cold_s']:.0f} s once)", f"**{first} s**", "<= 60 s",
+         "met" if first <= 60 else "**missed**", when, CMD),
+        (f"pairs table, {lo['rows']:,} -> {hi['rows']:,} rows: growth of every figure",
+         ", ".join(f"{k} {v:.3g}x" for k, v in growth.items()) + f" for {ratio:,.0f}x rows",
+         "at most linear", "met" if linear else "**missed**", when, CMD),
+    ]
+
+
+def report_detail(res: dict | None) -> list[str]:
+    if not res or not res.get("results"):
+        return []
+    m = res["machine"]
+    return ["", "## Pairs table scaling (`bench/table_scale.py`, `hybrid.data.table`)", "",
+            f"Synthetic table (12 languages, ids in 3-12 of them, question ~60 / positive ~150 "
+            f"characters), hybrid, batch {res['batch_size']}, {res['workers']} workers; each figure "
+            "from a fresh process, peak RSS = VmHWM; worker = one training worker's data path with "
+            "the tiny model's tokenizer (its imports are the floor). Plot: "
+            f"`bench/results/table_scale.png`. {m.get('lscpu', {}).get('Model name', '?')}, "
+            f"{m.get('torch_threads', '?')} torch threads, {m.get('date_utc', '?')} UTC; 1-minute "
+            f"load average {m.get('load_avg_1min', '?')} at the start (other jobs: times are "
+            "pessimistic).", "",
+            *table_md(sorted(res["results"], key=lambda r: r["rows"])).rstrip("\n").split("\n")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
