@@ -202,13 +202,13 @@ def stack_session(tmp_path_factory):
 @pytest.fixture
 def deployed(stack_session, monkeypatch):
     """The session's stack, with this test's MLflow client pointed at its tracking server."""
-    import mlflow
+    import mlflow.tracking._tracking_service.utils as tracking_utils
 
+    # MLflow's explicitly set URI (None: it reads MLFLOW_TRACKING_URI), restored as it was:
+    # a URI left set would send later tests' clients to this stack.
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", stack_session.mlflow_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack_session.mlflow_uri)
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(stack_session.mlflow_uri)
     yield stack_session
-    mlflow.set_tracking_uri(before)
 
 
 @pytest.fixture(scope="session")

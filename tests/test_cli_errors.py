@@ -47,6 +47,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
 def test_an_unreachable_registry_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):
     """MLflow's client alone retries for minutes; the resolver bounds it (tasks.tracking_server)."""
     pytest.importorskip("mlflow")
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
     from hybrid.model import resolve
     from infra.stack import free_port
     from tasks.registry import resolve_models_uri
@@ -56,6 +58,7 @@ def test_an_unreachable_registry_is_one_line_within_seconds(tmp_path, monkeypatc
         monkeypatch.delenv(key, raising=False)
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)  # an earlier test's set_tracking_uri
     monkeypatch.setitem(resolve._RESOLVERS, "models:/", resolve_models_uri)
     args = _encode_args(tmp_path)
     args[2] = "models:/hybrid-retriever@champion"
