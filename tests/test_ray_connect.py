@@ -67,6 +67,8 @@ def test_cli_exits_2_with_one_line_when_ray_address_is_unreachable(
     address = f"127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("RAY_ADDRESS", address)
     monkeypatch.setenv(TIMEOUT_ENV, "3")
+    # a cache of its own: embeddings cached by earlier tests would need no Ray at all
+    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
     argv = {"train": ["train", "--profile", "tiny", "--model", str(tiny), "--pairs",
                       str(pairs_dir), "--out", str(tmp_path / "run"), "--steps", "2"],
             "evaluate": ["evaluate", "--model", str(tiny), "--benchmark", "mlqa-r", "--source",
@@ -124,7 +126,8 @@ def _new_driver(before: list[dict], after: list[dict], word: str) -> dict:
 
 @pytest.mark.slow
 def test_evaluate_on_the_stack(stack_session, tiny, mlqa_dir, tmp_path):
-    env = _user_env(stack_session)
+    # a cache of its own: with every embedding cached, evaluation needs no Ray
+    env = _user_env(stack_session, HYBRID_CACHE=str(tmp_path / "cache"))
     before = _drivers(env)
     out = tmp_path / "ev"
     r = subprocess.run([*HYBRID, "evaluate", "--model", str(tiny), "--benchmark", "mlqa-r",

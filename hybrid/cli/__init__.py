@@ -84,12 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-INTERRUPTED = "interrupted; outputs are written whole at the end, so an earlier output is as it was"
+INTERRUPTED = ("interrupted; outputs are swapped in whole, so each one is as it was before "
+               "or complete")
 
 
 def run() -> None:
-    """The `hybrid` console script: `main()` as the process's exit status."""
-    sys.exit(main())
+    """The `hybrid` console script: `main()` as the process's exit status. After Ctrl-C the
+    process ends at once (outputs are already whole or untouched, Ray already shut down):
+    the interpreter's teardown could crash in Ray's or torch's threads (SIGSEGV seen after an
+    interrupted `hybrid evaluate`)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 def _fail(message: str, code: int) -> int:

@@ -29,6 +29,7 @@ import gc
 import json
 import math
 import struct
+import threading
 from pathlib import Path
 
 from hybrid.errors import HybridError
@@ -207,12 +208,23 @@ def _config(p: Path) -> dict:
     return raw
 
 
+_SKELETON_LOCK = threading.Lock()
+
+
 def _skeleton(p: Path, raw: dict, trust_remote_code: bool):
     """The model that config.json (parsed: `raw`) describes, on the meta device; None where
-    only remote code could build it (then loading checks it)."""
+    only remote code could build it (then loading checks it). One thread at a time, with
+    the classes imported from their modules: transformers' lazy top-level names raced when
+    several threads of one process checked models at once (a Prefect flow training three
+    models: `ImportError: cannot import name 'AutoConfig' from 'transformers'`)."""
+    with _SKELETON_LOCK:
+        return _build_skeleton(p, raw, trust_remote_code)
+
+
+def _build_skeleton(p: Path, raw: dict, trust_remote_code: bool):
     import torch
-    from transformers import AutoConfig, AutoModel
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConfig
+    from transformers.models.auto.modeling_auto import AutoModel
 
     cfg_path = p / "config.json"
     model_type = raw["model_type"]
