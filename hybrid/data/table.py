@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from hybrid.data.pairs import PAIRS_SCHEMA
 from hybrid.errors import HybridError
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
@@ -48,15 +49,7 @@ from hybrid.paths import check_data_path, validate_name
 ROWS_PER_BATCH = 1 << 16
 TABLE_VERSION = 1  # part of the cache key: bump when the derived format changes
 TEXT_COLUMNS = ("dataset", "xling_id", "lang", "question", "positive")
-ARROW_SCHEMA = pa.schema([
-    pa.field("dataset", pa.string(), nullable=False),
-    pa.field("xling_id", pa.string(), nullable=False),
-    pa.field("lang", pa.string(), nullable=False),
-    pa.field("question", pa.string(), nullable=False),
-    pa.field("positive", pa.string(), nullable=False),
-    pa.field("context", pa.string()),
-    pa.field("hard_negatives", pa.list_(pa.string()), nullable=False),
-])
+ARROW_SCHEMA = PAIRS_SCHEMA  # the Parquet table's schema, one home: hybrid.data.pairs
 _INDEX_ARRAYS = ("id_ptr", "id_lang", "id_row", "id_hash")
 
 
