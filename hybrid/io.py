@@ -210,6 +210,16 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read 1 MiB at a time (downloads, checkpoints, embedding
+    parts, corpora)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def json_error(exc: json.JSONDecodeError, line: bool = True) -> str:
     """A JSON parse error as one complete phrase: "Unterminated string starting at line 1
     column 5" (json's own `msg` ends in "at" for some errors and leaves the place to the

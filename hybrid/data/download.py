@@ -15,17 +15,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hybrid.errors import HybridError
-from hybrid.io import atomic_path
+from hybrid.io import atomic_path, sha256_file
 
 _CHUNK = 1 << 16
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest: str | Path, sha256: str | None = None, *, timeout: float = 60.0) -> Path:

@@ -7,7 +7,6 @@ complete and intact. `load` verifies; a damaged set raises HybridError.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hybrid.errors import HybridError
-from hybrid.io import atomic_path, write_json
+from hybrid.io import atomic_path, sha256_file, write_json
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Embeddings:
         with atomic_path(d / f"{name}.ids.npy") as tmp:
             np.save(tmp, self.ids)
         meta = {"rows": len(self), "dim": int(self.vectors.shape[1]),
-                "sha256": _sha256(d / f"{name}.npy"), "ids_sha256": _sha256(d / f"{name}.ids.npy")}
+                "sha256": sha256_file(d / f"{name}.npy"), "ids_sha256": sha256_file(d / f"{name}.ids.npy")}
         return write_json(d / f"{name}.json", meta)
 
     @classmethod
@@ -69,15 +68,7 @@ def verify(directory: str | Path, name: str) -> bool:
     d = Path(directory)
     try:
         meta = json.loads((d / f"{name}.json").read_text(encoding="utf-8"))
-        return (meta["sha256"] == _sha256(d / f"{name}.npy")
-                and meta["ids_sha256"] == _sha256(d / f"{name}.ids.npy"))
+        return (meta["sha256"] == sha256_file(d / f"{name}.npy")
+                and meta["ids_sha256"] == sha256_file(d / f"{name}.ids.npy"))
     except (OSError, ValueError, KeyError):
         return False
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

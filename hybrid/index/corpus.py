@@ -22,13 +22,13 @@ language" (None).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid.errors import HybridError
+from hybrid.io import sha256_file
 from hybrid.langs import validate_lang
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".tsv": "tsv",
@@ -55,13 +55,7 @@ def corpus_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of the file's bytes (the corpus hash in an index manifest)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the corpus hash in an index manifest (hybrid.io)
 
 
 def read_corpus(path: str | os.PathLike, batch_size: int = 100_000) -> Iterator[Batch]:

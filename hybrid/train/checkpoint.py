@@ -8,35 +8,27 @@ damaged checkpoint falls back to the newest intact earlier `step-*` beside it. N
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from hybrid.errors import HybridError
+from hybrid.io import sha256_file
 
 STATE_FILE = "state.pt"
 STATE_SUM = "state.sha256"  # sha256 of state.pt, written after it: a checkpoint's seal
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_state(d: Path, state: dict) -> None:
     """`state.pt`, then its sha256 in `state.sha256`."""
     torch.save(state, d / STATE_FILE)
-    (d / STATE_SUM).write_text(_sha256(d / STATE_FILE) + "\n", encoding="utf-8")
+    (d / STATE_SUM).write_text(sha256_file(d / STATE_FILE) + "\n", encoding="utf-8")
 
 
 def state_intact(d: Path) -> bool:
     """True if `d` holds a state.pt whose sha256 matches its seal."""
     try:
-        return (d / STATE_SUM).read_text(encoding="utf-8").strip() == _sha256(d / STATE_FILE)
+        return (d / STATE_SUM).read_text(encoding="utf-8").strip() == sha256_file(d / STATE_FILE)
     except OSError:
         return False
 
