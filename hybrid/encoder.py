@@ -334,6 +334,32 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
     return texts
 
 
+def read_langs(path: str | os.PathLike, n: int) -> list[str | None] | None:
+    """The `lang` field of each of the `n` rows of a .jsonl or .parquet input read by
+    `read_texts` (None entries where a row has none), None for a .txt file or an input
+    without that field; a code that is not a language is a HybridError."""
+    from hybrid.langs import validate_lang
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        langs = [obj.get("lang") if isinstance(obj, dict) else None for _, obj in iter_jsonl(p)]
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        if "lang" not in pq.read_schema(p).names:
+            return None
+        langs = pq.read_table(p, columns=["lang"]).column("lang").to_pylist()
+    else:
+        return None
+    if len(langs) != n or not any(langs):
+        return None
+    for i, x in enumerate(langs):
+        if x is not None:
+            validate_lang(x, where=f"{p} row {i + 1} lang")
+    return langs
+
+
 def write_embeddings(path: str | os.PathLike, emb: np.ndarray) -> Path:
     """Write embeddings atomically: `.npy` (float32 [n, d]) or `.parquet` (columns `row`,
     the input position, and `embedding`, a fixed-size list of float32)."""

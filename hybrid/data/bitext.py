@@ -61,6 +61,7 @@ class Bitext:
     sides: dict[str, list[str]]
     pairs: list[BitextPair]
     meta: dict = field(default_factory=dict)
+    side_langs: dict[str, str] = field(default_factory=dict)  # side key -> its language
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -128,8 +129,10 @@ def read_tatoeba(source=None, languages=None, directions: str = "xx-en") -> Bite
             pairs.append(BitextPair(f"{x}-en", "xx-en", f"{code}-eng.{code}", f"{code}-eng.eng"))
         if directions in ("en-xx", "both"):
             pairs.append(BitextPair(f"en-{x}", "en-xx", f"{code}-eng.eng", f"{code}-eng.{code}"))
+    side_langs = {k: ("en" if k.endswith(".eng") else x) for x in langs
+                  for k in (f"{TATOEBA_CODES[x]}-eng.{TATOEBA_CODES[x]}", f"{TATOEBA_CODES[x]}-eng.eng")}
     return Bitext("tatoeba", langs, sides, pairs,
-                  {"source": str(d), "directions": directions, "files": files})
+                  {"source": str(d), "directions": directions, "files": files}, side_langs)
 
 
 def read_aligned(source, languages=None) -> Bitext:
@@ -151,4 +154,5 @@ def read_aligned(source, languages=None) -> Bitext:
         raise HybridError(f"--source: {d}: files are not aligned (lines: "
                           + ", ".join(f"{x} {k}" for x, k in n.items()) + ")")
     pairs = [BitextPair(f"{x}-{y}", "all", x, y) for x in langs for y in langs if x != y]
-    return Bitext("bitext", langs, sides, pairs, {"source": str(d), "directions": "all"})
+    return Bitext("bitext", langs, sides, pairs, {"source": str(d), "directions": "all"},
+                  {x: x for x in langs})

@@ -82,8 +82,9 @@ def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
                 if side not in pools:
                     pools[side] = pool(bitext.sides[side])
                     uniq = pools[side][0]
+                    lang = bitext.side_langs.get(side)  # None: inferred by a centered model
                     vectors[side] = encode_texts(model_dir, [f"{side}/u{i}" for i in range(len(uniq))],
-                                                 uniq, KIND, **kw).vectors
+                                                 uniq, KIND, langs=[lang] * len(uniq), **kw).vectors
             t_enc += time.perf_counter() - t
             gold = pools[p.tgt][1]
             src = vectors[p.src][pools[p.src][1]]  # every source line, duplicates included

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from hybrid.centering import Centering
 from hybrid.errors import HybridError
 from hybrid.evaluation.embeddings import Embeddings, verify
 
@@ -42,10 +43,13 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over the relative path and content of every file of a model directory
-    (memoised per process on paths, sizes and modification times)."""
+    """sha256 over the relative path and content of every file of a model directory but
+    its centering means (`hybrid.centering.FILE`: applied after encoding, so raw vectors do
+    not depend on them), memoised per process on paths, sizes and modification times."""
+    from hybrid.centering import FILE
+
     root = Path(model_dir)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != FILE)
     stamp = (str(root.resolve()),) + tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     if stamp not in _FINGERPRINTS:
         h = hashlib.sha256()
@@ -79,10 +83,13 @@ def cache_entry(model_dir: str | Path, ids, texts, kind: str, *, bf16: bool = Fa
 
 def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = False,
                  batch_size: int = 64, cache: str | Path | None = None,
-                 progress: bool = True) -> Embeddings:
+                 progress: bool = True, langs=None, center: bool = True) -> Embeddings:
     """Embeddings of `texts` (rows in input order, keyed by `ids`) with the model `model`
     (a model dir, `me5-small` or an HF id), computed in `shards` Ray tasks or read from
-    the cache (`cache` defaults to `{hybrid cache}/embeddings`)."""
+    the cache (`cache` defaults to `{hybrid cache}/embeddings`). A model with centering
+    means (`hybrid.centering`) gets them applied (`langs`: each text's language, None
+    entries or None for all: inferred) unless `center` is False; the cache holds the raw
+    vectors."""
     from hybrid.model import resolve_model
 
     ids = np.asarray(list(ids), dtype=str)
@@ -98,6 +105,16 @@ def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = 
     if kind not in ("query", "passage"):
         raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
     model_dir = resolve_model(model)
+    if langs is not None and len(langs) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(langs)} languages")
+    raw = _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress)
+    centering = Centering.load(model_dir) if center else None
+    if centering is None:
+        return raw
+    return Embeddings(raw.ids, centering.apply(raw.vectors, kind, None if langs is None else list(langs)))
+
+
+def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress) -> Embeddings:
     entry = cache_entry(model_dir, ids, texts, kind, bf16=bf16, batch_size=batch_size, cache=cache)
     complete = _complete_set(entry, ids, shards)
     if complete is not None:
@@ -145,8 +162,8 @@ def encode_benchmark(model, benchmark, **kwargs) -> tuple[Embeddings, Embeddings
     """(question embeddings by qid, candidate embeddings by cid) of a `Benchmark`; the
     keyword arguments are those of `encode_texts`."""
     q, c = benchmark.questions, benchmark.candidates
-    return (encode_texts(model, q["qid"], q["text"], "query", **kwargs),
-            encode_texts(model, c["cid"], c["sentence"], "passage", **kwargs))
+    return (encode_texts(model, q["qid"], q["text"], "query", langs=list(q["lang"]), **kwargs),
+            encode_texts(model, c["cid"], c["sentence"], "passage", langs=list(c["lang"]), **kwargs))
 
 
 def _encoder_order(model_dir: Path, texts: list[str], kind: str) -> np.ndarray:

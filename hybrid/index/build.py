@@ -49,6 +49,7 @@ def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from hybrid.centering import centering_digest
     from hybrid.evaluation.encode import encode_texts, model_fingerprint
     from hybrid.evaluation.search import INDEX_KINDS, DenseIndex
     from hybrid.index.corpus import corpus_format, file_sha256, read_corpus
@@ -70,7 +71,7 @@ def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100
             for batch in read_corpus(corpus, chunk_size):
                 emb = encode_texts(model_dir, batch.ids, batch.texts, "passage", shards=shards,
                                    bf16=bf16, batch_size=batch_size, cache=cache,
-                                   progress=progress)
+                                   progress=progress, langs=batch.langs)
                 vectors.append(emb.vectors)
                 ids.extend(batch.ids)
                 writer.write_table(pa.table({"id": batch.ids, "lang": batch.langs,
@@ -91,6 +92,7 @@ def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100
             "format": MANIFEST_FORMAT,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": {"spec": str(model), "path": str(model_dir), "sha256": model_hash,
+                      "centering": centering_digest(model_dir),
                       "registry": registry or _registry_from_path(str(model), model_dir)},
             "corpus": {"path": str(corpus.resolve()), "format": fmt,
                        "sha256": file_sha256(corpus)},

@@ -7,7 +7,10 @@
 The query encoder is the model the manifest records: its spec is resolved again and the
 weights hash (`model_fingerprint`) must equal the manifest's, else `HybridError` (an index
 is only searched with the weights that encoded it; a `models:/...@champion` that moved on
-needs a rebuilt index). Queries are encoded with `BiEncoder.encode` as kind "query".
+needs a rebuilt index); so must its centering means (`hybrid.centering`, recorded as
+manifest["model"]["centering"]). Queries are encoded with `BiEncoder.encode` as kind
+"query", then centered when the model has means (each query's language inferred: the
+nearest language mean).
 
 Language filter: exact, inside FAISS (an `IDSelectorBitmap` of the rows in the wanted
 languages, one bitmap per language set, cached), for every index kind: flat returns the
@@ -48,6 +51,14 @@ class _State:
     encoder: object  # BiEncoder
     lang_rows: dict = field(default_factory=dict)  # lang -> np.ndarray of row numbers
     selectors: dict = field(default_factory=dict)  # frozenset(langs) -> (bitmap, selector)
+    centering: object = None  # hybrid.centering.Centering of the model, if it has one
+
+    def encode(self, queries: list[str]) -> np.ndarray:
+        """float32 [len(queries), dim]: `queries` as this version's passages expect them
+        (the model's encoder, then its centering with each query's language inferred)."""
+        q = self.encoder.encode(list(queries), "query", show_progress=False,
+                                batch_size=max(1, len(queries)))
+        return q if self.centering is None else self.centering.apply(q, "query")
 
 
 def read_manifest(index_dir: str | os.PathLike) -> tuple[dict, str]:
@@ -111,14 +122,12 @@ class Searcher:
             raise HybridError(f"k: must be between 1 and {MAX_K}, not {k}")
         if not queries:
             return []
-        q = state.encoder.encode(list(queries), "query", show_progress=False,
-                                 batch_size=max(1, len(queries)))
-        return self.search_vectors(q, k, langs, at=state)
+        return self.search_vectors(state.encode(queries), k, langs, at=state)
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, langs: list[str] | None = None,
                        *, at: _State | None = None) -> list[list[dict]]:
         """`search` for query vectors already encoded with this version's encoder
-        (`at.encoder.encode(queries, "query")`, float32 [n, dim])."""
+        (`at.encode(queries)`, float32 [n, dim])."""
         state = at if at is not None else self._state
         if not 1 <= int(k) <= MAX_K:
             raise HybridError(f"k: must be between 1 and {MAX_K}, not {k}")
@@ -131,14 +140,16 @@ class Searcher:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from hybrid.centering import Centering, centering_digest
         from hybrid.encoder import BiEncoder
         from hybrid.evaluation.encode import model_fingerprint
         from hybrid.model import resolve_model
 
         manifest, digest = read
         want = manifest["model"]["sha256"]
-        if old is not None and old.manifest["model"]["sha256"] == want:
-            encoder = old.encoder
+        want_c = manifest["model"].get("centering")
+        if old is not None and old.manifest["model"]["sha256"] == want and old.manifest["model"].get("centering") == want_c:
+            encoder, centering = old.encoder, old.centering
         else:
             spec = manifest["model"]["spec"]
             model_dir = resolve_model(spec)
@@ -147,6 +158,11 @@ class Searcher:
                 raise HybridError(f"--index {self.index_dir}: model {spec} has weights "
                                   f"{have[:12]}, the index was built with {want[:12]}; "
                                   f"rebuild the index with this model")
+            if centering_digest(model_dir) != want_c:
+                raise HybridError(f"--index {self.index_dir}: model {spec} has "
+                                  f"{'other' if want_c else 'added'} centering means than when the "
+                                  f"index was built; rebuild the index with this model")
+            centering = Centering.load(model_dir)
             encoder = BiEncoder.from_pretrained(model_dir).eval()
             if self.device:
                 encoder.to(self.device)
@@ -163,7 +179,7 @@ class Searcher:
         langs = np.asarray(table.column("lang").to_numpy(zero_copy_only=False), dtype=object)
         lang_rows = {lang: np.flatnonzero(langs == lang) for lang in set(langs.tolist())
                      if lang is not None}
-        return _State(manifest, digest, index, table, encoder, lang_rows)
+        return _State(manifest, digest, index, table, encoder, lang_rows, centering=centering)
 
     def _search(self, state: _State, q: np.ndarray, k: int, langs):
         import faiss

@@ -259,12 +259,11 @@ class _QueryBatcher:
         self._queue.put(None)
 
     def encode(self, state, queries: list[str]):
-        """float32 [len(queries), dim]: `queries` encoded by `state.encoder`."""
+        """float32 [len(queries), dim]: `queries` encoded by `state.encode`."""
         from concurrent.futures import Future
 
         if self._thread is None:  # not started (no lifespan): encode here
-            return state.encoder.encode(queries, "query", show_progress=False,
-                                        batch_size=max(1, len(queries)))
+            return state.encode(queries)
         fut: Future = Future()
         self._queue.put((state, queries, fut))
         return fut.result()
@@ -292,8 +291,7 @@ class _QueryBatcher:
                 n += len(nxt[1])
             texts = [q for _, qs, _ in group for q in qs]
             try:
-                vectors = item[0].encoder.encode(texts, "query", show_progress=False,
-                                                 batch_size=len(texts))
+                vectors = item[0].encode(texts)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
                 for _, _, fut in group:
                     fut.set_exception(exc)
