@@ -2,7 +2,7 @@
 
     python -m bench.grad_cache [--pairs DIR] [--chunk 32] [--out bench/results/grad_cache.json]
         [--settings 32:plain,32:cached,512:cached,512:plain,128:plain,128:cached]
-        [--steps 32:2,128:1,512:1]
+        [--steps 32:2,128:1,512:1] [--repeat 32:plain=3,512:cached=3]
 
 Each setting (global batch size, plain path or gradient caching with chunks of `--chunk`
 texts) runs in a fresh subprocess (its peak RSS is its own), in the order given; the
@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--steps", default="32:2,128:1,512:1", help="timed steps per batch size")
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeat", default="", help="batch:mode=N,...: run these settings N times, "
+                    "interleaved with the others (pairs/s: median of the runs; peak RSS: max)")
     ap.add_argument("--out", default=str(RESULTS / "grad_cache.json"))
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="measure nothing: write the results of these files (run side by side) to --out")
@@ -103,13 +105,17 @@ def main() -> None:
     if args.merge:
         parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
         args.chunk = parts[0]["chunk"]
+        args.steps = " / ".join(dict.fromkeys(p["steps_timed"] for p in parts))
         write(args, [r for part in parts for r in part["results"]], parts[0]["machine"])
         return
 
     pairs = str(pairs_dir(args.pairs))
     steps = {int(k): int(v) for k, v in (x.split(":") for x in args.steps.split(","))}
-    rows: list[dict] = []
-    for setting in args.settings.split(","):
+    repeat = {k: int(v) for k, v in (x.split("=") for x in args.repeat.split(",") if x)}
+    settings = args.settings.split(",")
+    order = [st for r in range(max([1, *repeat.values()])) for st in settings if r < repeat.get(st, 1)]
+    runs: dict[str, list[dict]] = {}
+    for setting in order:
         b, mode = int(setting.split(":")[0]), setting.split(":")[1]
         chunk = args.chunk if mode == "cached" else None
         load = os.getloadavg()[0]
@@ -118,10 +124,24 @@ def main() -> None:
                                             "steps": steps.get(b, 1), "warmup": args.warmup})
         r.update(batch_size=b, mode=mode, chunk=chunk, warmup_steps=args.warmup, wall_s=round(time.perf_counter() - t0, 1),
                  load_avg_1min_before=round(load, 2), load_avg_1min_after=round(os.getloadavg()[0], 2))
-        rows.append(r)
+        runs.setdefault(setting, []).append(r)
         print(f"batch {b:4d} {mode:6s}: {r['pairs_per_s']:6.2f} pairs/s, peak RSS {r['peak_rss_mib']:7.1f} MiB",
               flush=True)
-        write(args, rows)
+        write(args, [_combined(rs) for rs in runs.values()])
+
+
+def _combined(rs: list[dict]) -> dict:
+    """One row for repeated runs of a setting: median pairs/s and s/step, max peak RSS, the
+    runs' own figures kept under `runs`."""
+    if len(rs) == 1:
+        return rs[0]
+    row = dict(rs[0])
+    row.update(pairs_per_s=round(statistics.median(r["pairs_per_s"] for r in rs), 2),
+               median_s_per_step=round(statistics.median(r["median_s_per_step"] for r in rs), 2),
+               peak_rss_mib=max(r["peak_rss_mib"] for r in rs),
+               step_times_s=[t for r in rs for t in r["step_times_s"]],
+               runs=[{k: r[k] for k in ("pairs_per_s", "peak_rss_mib", "load_avg_1min_before")} for r in rs])
+    return row
 
 
 def write(args, rows: list[dict], mach: dict | None = None) -> None:

@@ -230,7 +230,8 @@ def _grad_cache_detail(gc: dict | None) -> list[str]:
              "| global batch | path | pairs/s | s/step | peak RSS MiB | RSS after load MiB | load avg before/after |",
              "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in gc["results"]:
-        lines.append(f"| {r['batch_size']} | {r['mode']} | {r['pairs_per_s']} | {r['median_s_per_step']} | "
+        runs = f" (median of {', '.join(str(x['pairs_per_s']) for x in r['runs'])})" if r.get("runs") else ""
+        lines.append(f"| {r['batch_size']} | {r['mode']} | {r['pairs_per_s']}{runs} | {r['median_s_per_step']} | "
                      f"{r['peak_rss_mib']:.0f} | {r['rss_after_load_mib']:.0f} | "
                      f"{r['load_avg_1min_before']} / {r['load_avg_1min_after']} |")
     lines += ["", f"{m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), "
