@@ -1,7 +1,8 @@
 """`hybrid-compare`: the paper's experiment. The same data, seed, model and step budget, trained
 with each batch strategy (default x-x-mono, x-y and hybrid alpha 0.5; optionally an alpha
 grid, several seeds, several models), plus the untrained model as a zero-shot row; each
-evaluated on XQuAD-R (held-out articles) and on MLQA-R when its data is available; one MLflow
+evaluated on XQuAD-R (held-out articles) and on MLQA-R when its data is available (and on
+Tatoeba out of domain), each model also with per-language centering; one MLflow
 parent run with a nested child run per evaluated model; a comparison report with a computed
 verdict on the paper's claims (`hybrid.evaluation.compare_report`).
 
@@ -24,15 +25,19 @@ from pathlib import Path
 from prefect import flow, get_run_logger, unmapped
 
 from flows.common import (
+    benchmark_plan,
     cpus_for,
+    data_dir,
     default_benchmarks,
     default_sources,
     ensure_ray,
     eval_splits_for,
     prepare_lareqa,
+    submit_extras,
 )
-from hybrid.evaluation.compare_report import ZERO_SHOT, strategy_label
+from hybrid.evaluation.compare_report import CENTERED, ZERO_SHOT, strategy_label
 from hybrid.io import write_json
+from tasks.centering import center_model_task
 from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
 from tasks.data import build_pairs_table
 from tasks.evaluate import encode_benchmark_task, evaluation_matrix, resolve_model_task
@@ -94,6 +99,9 @@ def compare(
     benchmarks: dict[str, str] | None = None,
     eval_splits: dict[str, str] | None = None,
     languages: list[str] | None = None,
+    out_of_domain: list[str] | None = None,
+    centering: bool = True,
+    centering_per_language: int = 512,
     tolerance: float = 0.01,
     results_dir: str = "runs/pipeline",
     experiment: str = "hybrid-compare",
@@ -106,6 +114,11 @@ def compare(
     hybrid alpha; alphas: more hybrid alphas (a grid). seeds: default [0]; several seeds give
     mean ± sd. zero_shot: also evaluate each untrained model. benchmarks: default XQuAD-R and
     MLQA-R where the data is available locally; eval_splits: default XQuAD-R held-out.
+    out_of_domain: more benchmarks every row is evaluated on (entries as in the pipeline's
+    `benchmarks`, e.g. "tatoeba?langs=de,zh"; default Tatoeba where its offline copy exists).
+    centering: also evaluate every model with per-language centering (`hybrid.centering`;
+    rows "<label> + centering"), the means estimated on `centering_per_language` texts per
+    language of the training pairs table (disjoint from every test split).
     tolerance: the verdict's "close to the best baseline" margin in mAP (0.01 = 1 point).
     parallel: trainings per wave.
     """
@@ -118,6 +131,9 @@ def compare(
     benchmarks = benchmarks or {n: s for n, s in default_benchmarks().items()
                                 if n == "xquad-r" or s != "upstream"}
     eval_splits = eval_splits_for(eval_splits)
+    if out_of_domain is None:
+        out_of_domain = ["tatoeba"] if (data_dir() / "tatoeba").is_dir() else []
+    extras = benchmark_plan(list(out_of_domain)).extras
     results = str(Path(results_dir).resolve())
     ensure_ray()
     cpus = cpus_per_worker or cpus_for(workers)
@@ -133,7 +149,8 @@ def compare(
               "strategies": strategies, "alpha": alpha, "alphas": alphas or [], "seeds": seeds,
               "steps": steps, "workers": workers, "cpus_per_worker": cpus, "zero_shot": zero_shot,
               "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,
-              "languages": languages, "tolerance": tolerance, "results": results,
+              "languages": languages, "out_of_domain": out_of_domain, "centering": centering,
+              "centering_per_language": centering_per_language, "tolerance": tolerance, "results": results,
               "run_name": f"compare {profile} {'+'.join(Path(m).name for m in models)}"}
     parent = start_parent_run(experiment, config)
 
@@ -144,8 +161,22 @@ def compare(
                 unmapped(results), [splits[i] for _, i in jobs], unmapped(languages))
         encoded = encode_benchmark_task.map(*args, unmapped(max(1, workers)))
         outs = [f.result() for f in evaluation_matrix.map(*args, wait_for=[encoded])]
-        return [{e["benchmark"]: e["out"] for e in outs[k * len(names):(k + 1) * len(names)]}
-                for k in range(len(model_dirs))]
+        evals = [{e["benchmark"]: e["out"] for e in outs[k * len(names):(k + 1) * len(names)]}
+                 for k in range(len(model_dirs))]
+        ood = [submit_extras(md, extras, results, max(1, workers)) for md in model_dirs]
+        for ev, futures in zip(evals, ood, strict=True):  # out-of-domain sets
+            ev.update({r["benchmark"]: r["out"] for r in (f.result() for f in futures)})
+        return evals
+
+    def with_centering(batch: list[dict]) -> list[dict]:
+        """`batch` and, with `centering`, each model followed by its centered self."""
+        if not centering or not batch:
+            return batch
+        dirs = [f.result() for f in center_model_task.map(
+            [r["model_dir"] for r in batch], unmapped(pairs), unmapped(results),
+            unmapped(centering_per_language))]
+        return [x for r, d in zip(batch, dirs, strict=True)
+                for x in (r, {**r, "label": r["label"] + CENTERED, "centering": True, "model_dir": d})]
 
     zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
     pending = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
@@ -162,6 +193,7 @@ def compare(
                             "train_summary": t["summary"], "train_config": t["config"]})
         # evaluate this wave (and the zero-shot models with the first): one fan-out over
         # models x benchmarks, so results land wave by wave; then one child run per model
+        pending = with_centering(pending)
         for r, ev in zip(pending, evaluate([r["model_dir"] for r in pending]), strict=True):
             r["evals"] = ev
         children.append(log_child_run.map(unmapped(parent), pending))

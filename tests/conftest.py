@@ -141,11 +141,12 @@ class Deployed:
         return [t for t in trs if t.flow_run_id != run_id] if children else trs
 
     def run(self, deployment: str, job_env: dict | None = None, completed: bool = True,
-            **params) -> dict:
-        """Run `deployment` through the worker to its end: {"flow_run", "tasks" ({name: state
-        name}), "task_runs", "seconds"}; asserts it completed unless `completed=False`."""
+            timeout: float = 480, **params) -> dict:
+        """Run `deployment` through the worker to its end (at most `timeout` seconds):
+        {"flow_run", "tasks" ({name: state name}), "task_runs", "seconds"}; asserts it
+        completed unless `completed=False`."""
         t0 = time.monotonic()
-        fr = self.wait(self.start(deployment, job_env, **params))
+        fr = self.wait(self.start(deployment, job_env, **params), timeout)
         seconds = time.monotonic() - t0
         if completed:
             assert fr.state.is_completed(), f"{fr.state}\n--- worker log ---\n{self.worker_log()}"

@@ -1,8 +1,9 @@
 """The comparison end to end through real services on 127.0.0.1 (the session's stack from
 tests/conftest.py: `prefect deploy --all`, a process worker), then a flow run of
 'hybrid-compare/compare-tiny' with the tiny model on a three-language slice of XQuAD-R (and the
-MLQA-R sample): three trainings and four evaluations, the report, and the MLflow parent run
-with one child per evaluated model."""
+MLQA-R sample, and Tatoeba out of domain): three trainings, eight evaluations (each model
+and its per-language centered self), the report, and the MLflow parent run with one child per
+evaluated model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "hybrid-compare-tiny"
-LABELS = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+BASE = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+LABELS = [x for b in BASE for x in (b, f"{b} + centering")]  # each model, then centered
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -25,7 +27,7 @@ def compared(stack_session):
     d = stack_session
     results = Path(d.results("compare"))
     out = d.run("hybrid-compare/compare-tiny", model=d.model, results_dir=str(results),
-                parallel=3, cpus_per_worker=1)
+                parallel=3, cpus_per_worker=1, timeout=900)
     latest = json.loads((results / "compare" / "latest.json").read_text())
     return {"tasks": [(t.name, t.state.name) for t in out["task_runs"]], "latest": latest}
 
@@ -40,9 +42,11 @@ def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
     names = [n for n, _ in compared["tasks"]]
     assert all(s == "Completed" for _, s in compared["tasks"]), compared["tasks"]
     assert sum(n.startswith("train_model") for n in names) == 3
-    for bench in ("xquad-r", "mlqa-r"):  # 4 models (3 trained + zero-shot) x 2 benchmarks
-        assert names.count(f"encode-{bench}") == 4 and names.count(f"matrix-{bench}") == 4
-    assert sum(n.startswith("log-child-") for n in names) == 4
+    assert sum(n.startswith("center-model") for n in names) == 4  # 3 trained + zero-shot
+    for bench in ("xquad-r", "mlqa-r"):  # 8 models (4, each also centered) x 2 benchmarks
+        assert names.count(f"encode-{bench}") == 8 and names.count(f"matrix-{bench}") == 8
+    assert names.count("benchmark-tatoeba") == 8
+    assert sum(n.startswith("log-child-") for n in names) == 8
 
 
 def test_report_has_the_papers_tables_and_charts(compared):
@@ -67,7 +71,20 @@ def test_report_has_the_papers_tables_and_charts(compared):
     assert t1["hybrid (alpha=0.5)"][2] == f"{100 * m['summary']['multi']['map']:.1f}"
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"map-xquad-r.png", "map-mlqa-r.png", "language-bias.png"} <= set(pngs)
-    assert sum(p.startswith("heatmap-") for p in pngs) == 8
+    assert sum(p.startswith("heatmap-") for p in pngs) == 16
+    # out of domain: Tatoeba for every row; centering's effect and what training adds, computed
+    t3 = _table(md, "## Out of domain: tatoeba")
+    assert list(t3) == ["Model", *LABELS] and t3["Model"] == ["xx-en.accuracy@1", "xx-en.mrr@10"]
+    assert all(0 <= float(c) <= 100 for label in LABELS for c in t3[label])
+    effects = v["centering"]
+    assert {(e["benchmark"], e["label"]) for e in effects} >= {
+        (b, f"{x} + centering") for b in ("xquad-r", "mlqa-r", "tatoeba") for x in BASE}
+    assert any(e["label"] == "training over centering" and e["benchmark"] == "tatoeba" for e in effects)
+    cen = next(g for g in doc["groups"] if g["label"] == "x-y + centering")
+    raw = next(g for g in doc["groups"] if g["label"] == "x-y")
+    e = next(e for e in effects if e["label"] == "x-y + centering" and e["benchmark"] == "xquad-r")
+    assert e["delta"]["multi.map"] == pytest.approx(
+        cen["figures"]["xquad-r"]["multi.map"]["mean"] - raw["figures"]["xquad-r"]["multi.map"]["mean"])
     assert all((out / p).read_bytes()[:8] == PNG for p in pngs)
     for p in pngs:
         assert f"]({p})" in md
@@ -84,7 +101,7 @@ def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
     assert parent.info.run_id == compared["latest"]["parent_run_id"]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == len(runs) - 1 == 4
+    assert len(children) == len(runs) - 1 == 8
     assert sorted(r.data.tags["hybrid.label"] for r in children) == sorted(LABELS)
     assert {r.info.run_id for r in children} == set(compared["latest"]["child_run_ids"])
     doc = json.loads(Path(compared["latest"]["json"]).read_text())

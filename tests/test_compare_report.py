@@ -108,3 +108,51 @@ def test_compare_trains_with_the_pipelines_cache_key(tmp_path):
                 "alpha": 0.5 if strategy == "hybrid" else None}
         assert key(train_overrides(spec, 1, 2, None)) == key(pipeline)
         assert key(train_overrides({**spec, "seed": 1}, 1, 2, None)) != key(pipeline)
+
+
+def _bitext(tmp: Path, name: str, acc: float) -> str:
+    out = tmp / name
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"summary": {"xx-en": {"accuracy@1": acc, "mrr@10": acc + 0.05}}}))
+    return str(out)
+
+
+def test_centered_rows_and_out_of_domain_sets(tmp_path):
+    """Centered rows stay out of the paper's verdict, get their effect computed against the
+    same label without centering, and out-of-domain bitext figures get a table of their own."""
+    runs = []
+    for label, strategy, vals, acc in (("zero-shot", "zero-shot", (0.80, 0.60, 0.30, 700.0), 0.70),
+                                       ("x-x-mono", "x-x-mono", (0.82, 0.70, 0.55, 240.0), 0.75),
+                                       ("x-y", "x-y", (0.80, 0.72, 0.60, 190.0), 0.80),
+                                       ("hybrid (alpha=0.5)", "hybrid", (0.81, 0.72, 0.59, 200.0), 0.79)):
+        r = _run(tmp_path, label, strategy, 0 if strategy != "zero-shot" else None, vals,
+                 alpha=0.5 if strategy == "hybrid" else None)
+        r["evals"]["tatoeba"] = _bitext(tmp_path, f"{label}-tatoeba", acc)
+        c = _run(tmp_path, label + " + centering", strategy, r["seed"],
+                 (vals[0] - 0.01, vals[1] + 0.03, vals[2] + 0.20, vals[3] / 2), alpha=r["alpha"])
+        c["evals"]["tatoeba"] = _bitext(tmp_path, f"{label}-c-tatoeba", acc + 0.02)
+        runs += [r, {**c, "centering": True}]
+    groups = aggregate(runs)
+    v = verdict(groups)
+    # the paper's claims read the uncentered groups only (a centered hybrid is better on Mul)
+    assert {c["hybrid"] for c in v["checks"] if c["kind"] == "multi"} == {0.59, 0.59 - 0.1}
+    eff = {(e["benchmark"], e["label"]): e for e in v["centering"]}
+    d = eff[("xquad-r", "x-y + centering")]["delta"]
+    assert d["multi.map"] == pytest.approx(0.20) and d["mono.map"] == pytest.approx(-0.01)
+    assert d["language_bias"] == pytest.approx(-95.0)
+    assert eff[("tatoeba", "zero-shot + centering")]["delta"]["xx-en.accuracy@1"] == pytest.approx(0.02)
+    # training over the centered zero-shot model: the best trained group per figure
+    t = eff[("xquad-r", "training over centering")]["best"]
+    assert t["multi.map"]["label"] == "x-y + centering"
+    assert t["multi.map"]["delta"] == pytest.approx(0.80 - 0.50)
+    assert t["language_bias"]["label"] == "x-y + centering" and t["language_bias"]["delta"] == pytest.approx(95 - 350)
+    assert eff[("tatoeba", "training over centering")]["best"]["xx-en.accuracy@1"]["delta"] == pytest.approx(0.10)
+    paths = write_compare_report(runs, tmp_path / "report")
+    md = Path(paths["report"]).read_text()
+    table = md.split("## Out of domain: tatoeba")[1].split("\n## ")[0]
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+            for ln in table.splitlines() if ln.startswith("| ") and "---" not in ln}
+    assert rows["Model"] == ["xx-en.accuracy@1", "xx-en.mrr@10"]
+    assert rows["x-y + centering"] == ["82.0", "87.0"]
+    assert "Table 1" in md and "tatoeba Mo" not in md  # bitext is not a LAReQA column
+    assert len(paths["heatmaps"]) == 8 * 2

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybrid.evaluation.bitext import BITEXT_METRICS
 from hybrid.evaluation.report import _heatmap, map_matrix
 from hybrid.io import atomic_path, write_json, write_text
 
@@ -66,8 +67,17 @@ def _value(metrics: dict, key: str) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _keys() -> list[str]:
+def _keys(metrics: dict | None = None) -> list[str]:
+    """The figures of one benchmark's metrics.json: LAReQA's (mAP, recalls, bias per kind of
+    setting) or, for bitext retrieval (Tatoeba), accuracy@1 and MRR@10 per direction."""
+    summary = (metrics or {}).get("summary", {})
+    if summary and "mono" not in summary:
+        return [f"{d}.{m}" for d in summary for m in BITEXT_METRICS]
     return [f"{k}.{m}" for k, _ in KINDS for m in ("map", *RECALLS)] + ["language_bias"]
+
+
+def is_lareqa(figures: dict) -> bool:
+    return "mono.map" in figures
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
@@ -77,7 +87,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
     for r in load_metrics(runs) if runs and "metrics" not in runs[0] else runs:
         g = groups.setdefault((r["model"], r["label"]), {
             "model": r["model"], "label": r["label"], "strategy": r["strategy"],
-            "alpha": r.get("alpha"), "seeds": [], "runs": []})
+            "alpha": r.get("alpha"), "centering": bool(r.get("centering")), "seeds": [], "runs": []})
         g["seeds"].append(r.get("seed"))
         g["runs"].append(r)
     out = []
@@ -87,15 +97,16 @@ def aggregate(runs: list[dict]) -> list[dict]:
         for b in benches:
             ms = [r["metrics"][b] for r in g["runs"] if b in r["metrics"]]
             figures[b] = {}
-            for key in _keys():
+            for key in _keys(ms[0]):
                 vals = [_value(m, key) for m in ms]
                 arr = np.array(vals, dtype=float)
                 ok = arr[~np.isnan(arr)]
                 figures[b][key] = {"values": vals,
                                    "mean": float(ok.mean()) if len(ok) else None,
                                    "std": float(ok.std(ddof=1)) if len(ok) > 1 else None}
-            matrices[b] = sum(map_matrix(m) for m in ms) / len(ms)
-        out.append({**{k: g[k] for k in ("model", "label", "strategy", "alpha", "seeds")},
+            if is_lareqa(figures[b]):
+                matrices[b] = sum(map_matrix(m) for m in ms) / len(ms)
+        out.append({**{k: g[k] for k in ("model", "label", "strategy", "alpha", "centering", "seeds")},
                     "n": len(g["runs"]), "figures": figures, "matrices": matrices})
     return out
 
@@ -111,7 +122,7 @@ def verdict(groups: list[dict], tolerance: float = 0.01, hybrid_alpha: float = 0
     models = list(dict.fromkeys(g["model"] for g in groups))
     spread_measured = any(g["n"] > 1 for g in groups if g["strategy"] != ZERO_SHOT)
     for model in models:
-        mine = [g for g in groups if g["model"] == model]
+        mine = [g for g in groups if g["model"] == model and not g.get("centering")]
         hyb = [g for g in mine if g["strategy"] == "hybrid" and g["alpha"] is not None]
         hyb = min(hyb, key=lambda g: abs(g["alpha"] - hybrid_alpha), default=None)
         base = [g for g in mine if g["strategy"] in BASELINES]
@@ -120,7 +131,7 @@ def verdict(groups: list[dict], tolerance: float = 0.01, hybrid_alpha: float = 0
             sentences.append(f"{prefix}not evaluated: the comparison needs hybrid and at least one "
                              f"of {', '.join(BASELINES)}.")
             continue
-        for bench in hyb["figures"]:
+        for bench in [b for b in hyb["figures"] if is_lareqa(hyb["figures"][b])]:
             line = []
             for kind, short in KINDS:
                 h = hyb["figures"][bench][f"{kind}.map"]
@@ -162,9 +173,68 @@ def verdict(groups: list[dict], tolerance: float = 0.01, hybrid_alpha: float = 0
     else:
         summary.append("One seed per strategy: the run-to-run spread is not measured yet, so "
                        "gaps of about one mAP point or less may be noise.")
+    centering = centering_effects(groups)
     return {"tolerance": tolerance, "hybrid_alpha": hybrid_alpha, "checks": checks, "bias": bias,
             "claim_close": claim_close, "claim_bias": claim_bias,
-            "spread_measured": spread_measured, "sentences": summary + sentences}
+            "spread_measured": spread_measured, "centering": centering,
+            "sentences": summary + sentences + [c["sentence"] for c in centering]}
+
+
+def centering_effects(groups: list[dict]) -> list[dict]:
+    """Per benchmark: what centering changes for each centered group (against the same label
+    without it), and what training adds over the centered zero-shot model (the best trained
+    group, centered or not, on Mo and Mul; bias). Records with the figures and a sentence."""
+    out = []
+    by_label = {(g["model"], g["label"]): g for g in groups}
+    for g in groups:
+        if not g.get("centering"):
+            continue
+        base = by_label.get((g["model"], g["label"].removesuffix(CENTERED)))
+        for b, f in g["figures"].items():
+            keys = ("mono.map", "multi.map", "language_bias") if is_lareqa(f) else tuple(
+                k for k in f if k.endswith("accuracy@1"))
+            if base is None or b not in base["figures"]:
+                continue
+            delta = {k: _delta(f, base["figures"][b], k) for k in keys}
+            words = ", ".join(f"{_short(k)} {_signed(k, d)}" for k, d in delta.items() if d is not None)
+            out.append({"model": g["model"], "benchmark": b, "label": g["label"], "against": base["label"],
+                        "delta": delta, "sentence": f"{b}: {g['label']} vs {base['label']}: {words}."})
+    for model in dict.fromkeys(g["model"] for g in groups):
+        zc = by_label.get((model, ZERO_SHOT + CENTERED))
+        trained = [g for g in groups if g["model"] == model and g["strategy"] != ZERO_SHOT]
+        if zc is None or not trained:
+            continue
+        for b, f in zc["figures"].items():
+            keys = ("mono.map", "multi.map", "language_bias") if is_lareqa(f) else tuple(
+                k for k in f if k.endswith("accuracy@1"))
+            best = {}
+            for k in keys:
+                cands = [(g["figures"][b][k]["mean"], g["label"]) for g in trained
+                         if b in g["figures"] and g["figures"][b][k]["mean"] is not None]
+                if cands and f[k]["mean"] is not None:
+                    v, label = (min if k == "language_bias" else max)(cands)
+                    best[k] = {"best": v, "label": label, "delta": v - f[k]["mean"]}
+            words = ", ".join(f"{_short(k)} {_signed(k, e['delta'])} ({e['label']})" for k, e in best.items())
+            out.append({"model": model, "benchmark": b, "label": "training over centering",
+                        "against": zc["label"], "best": best,
+                        "sentence": f"{b}: best trained model vs {zc['label']}: {words}."})
+    return out
+
+
+CENTERED = " + centering"
+
+
+def _delta(f: dict, base: dict, key: str) -> float | None:
+    a, b = f[key]["mean"], base.get(key, {}).get("mean")
+    return None if a is None or b is None else a - b
+
+
+def _short(key: str) -> str:
+    return {"mono.map": "Mo", "multi.map": "Mul", "language_bias": "bias"}.get(key, key.replace(".", " "))
+
+
+def _signed(key: str, d: float) -> str:
+    return f"{d:+.1f}" if key == "language_bias" else f"{100 * d:+.1f}"
 
 
 def _spread_note(sd: list[float]) -> str:
@@ -189,7 +259,7 @@ def _name(g: dict, several_models: bool) -> str:
 def render(groups: list[dict], verdict_: dict, meta: dict | None = None,
            images: dict | None = None) -> str:
     """report.md as a string."""
-    benches = list(dict.fromkeys(b for g in groups for b in g["figures"]))
+    benches = lareqa_benches(groups)
     several = len({g["model"] for g in groups}) > 1
     lines = ["# Strategy comparison (arXiv 2408.10536, Tables 1 and 2)", ""]
     for k, v in (meta or {}).items():
@@ -221,6 +291,13 @@ def render(groups: list[dict], verdict_: dict, meta: dict | None = None,
             lines.append(f"| {_name(g, several)} | " + " | ".join(
                 _fmt(g["figures"][b][f"{k}.{r}"]) if b in g["figures"] else "-"
                 for b in benches for k, _ in KINDS) + " |")
+    for b in [b for b in dict.fromkeys(x for g in groups for x in g["figures"]) if b not in benches]:
+        keys = list(dict.fromkeys(k for g in groups if b in g["figures"] for k in g["figures"][b]))
+        lines += ["", f"## Out of domain: {b} (x 100, macro mean over language pairs)", "",
+                  "| Model | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
+        for g in groups:
+            lines.append(f"| {_name(g, several)} | " + " | ".join(
+                _fmt(g["figures"][b][k]) if b in g["figures"] else "-" for k in keys) + " |")
     if images:
         lines += ["", "## Charts", ""]
         lines += [f"![{name}]({Path(p).name})" for name, p in images.get("bars", {}).items()]
@@ -228,6 +305,11 @@ def render(groups: list[dict], verdict_: dict, meta: dict | None = None,
         for name, p in images.get("heatmaps", {}).items():
             lines += [f"### {name}", "", f"![{name}]({Path(p).name})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def lareqa_benches(groups: list[dict]) -> list[str]:
+    """The LAReQA benchmarks of the groups (Tables 1 and 2, the charts), in order."""
+    return list(dict.fromkeys(b for g in groups for b, f in g["figures"].items() if is_lareqa(f)))
 
 
 def _bars(groups: list[dict], bench: str, path: Path, several: bool) -> None:
@@ -286,7 +368,7 @@ def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = 
     out = Path(out)
     groups = aggregate(runs)
     v = verdict(groups, tolerance, hybrid_alpha)
-    benches = list(dict.fromkeys(b for g in groups for b in g["figures"]))
+    benches = lareqa_benches(groups)
     several = len({g["model"] for g in groups}) > 1
     images = {"bars": {}, "heatmaps": {}}
     for b in benches:
@@ -304,9 +386,9 @@ def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = 
             images["heatmaps"][name] = str(p)
     write_text(out / "report.md", render(groups, v, meta, images))
     doc = {"meta": meta or {}, "verdict": v, "images": images,
-           "groups": [{k: g[k] for k in ("model", "label", "strategy", "alpha", "seeds", "n",
+           "groups": [{k: g[k] for k in ("model", "label", "strategy", "alpha", "centering", "seeds", "n",
                                          "figures")} for g in groups],
-           "runs": [{k: r.get(k) for k in ("model", "label", "strategy", "alpha", "seed", "evals")}
+           "runs": [{k: r.get(k) for k in ("model", "label", "strategy", "alpha", "centering", "seed", "evals")}
                     for r in runs]}
     write_json(out / "compare.json", doc)
     return {"report": str(out / "report.md"), "json": str(out / "compare.json"), **images}
