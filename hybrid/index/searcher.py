@@ -148,7 +148,8 @@ class Searcher:
         manifest, digest = read
         want = manifest["model"]["sha256"]
         want_c = manifest["model"].get("centering")
-        if old is not None and old.manifest["model"]["sha256"] == want and old.manifest["model"].get("centering") == want_c:
+        same = old is not None and old.manifest["model"]["sha256"] == want
+        if same and old.manifest["model"].get("centering") == want_c:
             encoder, centering = old.encoder, old.centering
         else:
             spec = manifest["model"]["spec"]
@@ -158,10 +159,11 @@ class Searcher:
                 raise HybridError(f"--index {self.index_dir}: model {spec} has weights "
                                   f"{have[:12]}, the index was built with {want[:12]}; "
                                   f"rebuild the index with this model")
-            if centering_digest(model_dir) != want_c:
-                raise HybridError(f"--index {self.index_dir}: model {spec} has "
-                                  f"{'other' if want_c else 'added'} centering means than when the "
-                                  f"index was built; rebuild the index with this model")
+            have_c = centering_digest(model_dir)
+            if have_c != want_c:
+                raise HybridError(f"--index {self.index_dir}: model {spec} has centering means "
+                                  f"{(have_c or 'none')[:12]}, the index was built with "
+                                  f"{(want_c or 'none')[:12]}; rebuild the index with this model")
             centering = Centering.load(model_dir)
             encoder = BiEncoder.from_pretrained(model_dir).eval()
             if self.device:
