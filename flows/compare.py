@@ -169,14 +169,19 @@ def compare(
         return evals
 
     def with_centering(batch: list[dict]) -> list[dict]:
-        """`batch` and, with `centering`, each model followed by its centered self."""
+        """`batch` (evaluated) and, with `centering`, each model followed by its centered self,
+        evaluated after the uncentered models: their raw embeddings are then in the cache, so
+        the centered rows cost the estimate, not a second encoding."""
         if not centering or not batch:
             return batch
         dirs = [f.result() for f in center_model_task.map(
             [r["model_dir"] for r in batch], unmapped(pairs), unmapped(results),
             unmapped(centering_per_language))]
-        return [x for r, d in zip(batch, dirs, strict=True)
-                for x in (r, {**r, "label": r["label"] + CENTERED, "centering": True, "model_dir": d})]
+        centered = [{**r, "label": r["label"] + CENTERED, "centering": True, "model_dir": d}
+                    for r, d in zip(batch, dirs, strict=True)]
+        for r, ev in zip(centered, evaluate(dirs), strict=True):
+            r["evals"] = ev
+        return [x for pair in zip(batch, centered, strict=True) for x in pair]
 
     zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
     pending = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
@@ -193,9 +198,9 @@ def compare(
                             "train_summary": t["summary"], "train_config": t["config"]})
         # evaluate this wave (and the zero-shot models with the first): one fan-out over
         # models x benchmarks, so results land wave by wave; then one child run per model
-        pending = with_centering(pending)
         for r, ev in zip(pending, evaluate([r["model_dir"] for r in pending]), strict=True):
             r["evals"] = ev
+        pending = with_centering(pending)
         children.append(log_child_run.map(unmapped(parent), pending))
         rows += pending
         pending = []
