@@ -206,7 +206,7 @@ def compare(
         pending = []
     child_ids = [c.result() for batch in children for c in batch]
 
-    trained_rows = [r for r in rows if r.get("train_summary")]
+    trained_rows = [r for r in rows if r.get("train_summary") and not r.get("centering")]  # one per training
     meta = {
         "flow": "hybrid-compare", "profile": profile,
         "steps": sorted({r["train_config"]["run"]["steps"] for r in trained_rows}) or None,
