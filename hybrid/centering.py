@@ -230,7 +230,8 @@ def estimation_texts(data: str | Path, per_language: int = 512, seed: int = 0) -
         cols = {c: t.column(c).to_pylist() for c in t.column_names}
     if "lang" not in cols:
         raise HybridError(f"--data: {p} has no 'lang' column")
-    for x in sorted({str(v) for v in cols["lang"] if v}):
+    langs = [v if isinstance(v, str) else "" for v in cols["lang"]]  # missing (None, NaN): skipped
+    for x in sorted(set(langs) - {""}):
         validate_lang(x, where=f"--data {p.name}")
     if "question" in cols and "positive" in cols:
         kinds = {"query": cols["question"], "passage": cols["positive"]}
@@ -238,7 +239,6 @@ def estimation_texts(data: str | Path, per_language: int = 512, seed: int = 0) -
         kinds = {"query": cols["text"], "passage": cols["text"]}
     else:
         raise HybridError(f"--data: {p} needs columns question + positive (a pairs table) or text")
-    langs = [str(v) if v else "" for v in cols["lang"]]
     out = {}
     for kind, ts in kinds.items():
         rows = [i for i in sample_per_language(langs, per_language, seed).tolist()

@@ -189,3 +189,12 @@ def test_estimation_data_refusals(tmp_path):
         estimation_texts(tmp_path / "nolang.parquet")
     with pytest.raises(HybridError, match="neither"):
         estimation_texts(tmp_path / "missing")
+
+
+def test_estimation_texts_from_a_jsonl_corpus_skip_rows_without_language(tmp_path):
+    rows = [{"text": f"t{i}", "lang": LANGS[i % 3]} for i in range(9)] + [{"text": "no language"}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    got = estimation_texts(tmp_path / "c.jsonl", per_language=2)
+    for kind in ("query", "passage"):
+        ts, ls = got[kind]
+        assert sorted(ls) == ["de", "de", "en", "en", "fr", "fr"] and "no language" not in ts
