@@ -21,6 +21,12 @@ The verdict checks the paper's two claims for each model and benchmark: (1) hybr
 `hybrid_alpha`) is within `tolerance` mAP of the best of the x-x-mono and x-y baselines on
 each of Mo, Cr and Mul; (2) its language bias is lower than x-x-mono's. It is computed from
 the figures, never written by hand; with one seed it says that the spread is not measured.
+
+Runs with `"centering": True` (labels ending in `CENTERED`) are the same models with
+per-language centering (`hybrid.centering`): the claims ignore them; `centering_effects`
+compares each with its uncentered row and the best trained row with the centered zero-shot
+model. A benchmark whose metrics.json is bitext retrieval (Tatoeba: accuracy@1 and MRR@10
+per direction) gets a table of its own ("Out of domain") instead of Table 1's columns.
 """
 
 from __future__ import annotations
