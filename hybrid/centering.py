@@ -239,10 +239,10 @@ def estimation_texts(data: str | Path, per_language: int = 512, seed: int = 0) -
         kinds = {"query": cols["text"], "passage": cols["text"]}
     else:
         raise HybridError(f"--data: {p} needs columns question + positive (a pairs table) or text")
+    sample = [i for i in sample_per_language(langs, per_language, seed).tolist() if langs[i]]
     out = {}
     for kind, ts in kinds.items():
-        rows = [i for i in sample_per_language(langs, per_language, seed).tolist()
-                if langs[i] and isinstance(ts[i], str) and ts[i].strip()]
+        rows = [i for i in sample if isinstance(ts[i], str) and ts[i].strip()]
         out[kind] = ([ts[i] for i in rows], [langs[i] for i in rows])
     return out
 
