@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from hybrid.errors import HybridError
+from hybrid.kinds import KINDS, check_kind
 
 FILE = "centering.json"
-KINDS = ("query", "passage")
 GLOBAL = "*"  # the fallback for unseen languages: mean of the language means
 VERSION = 1
 log = logging.getLogger("hybrid.centering")
@@ -66,10 +66,10 @@ class Centering:
         return len(next(iter(self.means["query"].values())))
 
     def languages(self, kind: str = "passage") -> list[str]:
-        return sorted(self.means[_kind(kind)])
+        return sorted(self.means[check_kind(kind)])
 
     def _table(self, kind: str) -> tuple[list[str], np.ndarray]:
-        ms = self.means[_kind(kind)]
+        ms = self.means[check_kind(kind)]
         langs = sorted(ms)
         return langs, np.stack([ms[x] for x in langs])
 
@@ -105,7 +105,7 @@ class Centering:
     def apply(self, vectors: np.ndarray, kind: str, langs: Sequence[str | None] | None = None) -> np.ndarray:
         """Centered, unit-norm float32 copy of `vectors` [n, dim] (rows of kind `kind`;
         `langs`: one language per row, None entries or None for all: inferred)."""
-        kind = _kind(kind)
+        kind = check_kind(kind)
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[1] != self.dim:
             raise HybridError(f"centering: vectors of shape {v.shape}, means of dim {self.dim}")
@@ -159,12 +159,6 @@ def centering_digest(model_dir: str | Path) -> str | None:
 
     p = Path(model_dir) / FILE
     return sha256_file(p) if p.is_file() else None
-
-
-def _kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
-    return kind
 
 
 def sample_per_language(langs: Sequence[str], limit: int, seed: int = 0) -> np.ndarray:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +25,9 @@ import torch.nn.functional as F
 
 from hybrid.errors import HybridError
 from hybrid.io import iter_jsonl
+from hybrid.kinds import Kind, check_kind
 from hybrid.paths import check_data_path
 
-Kind = Literal["query", "passage"]
-KINDS = ("query", "passage")
 # Texts per length-sorted chunk in `BiEncoder.embed_texts` on CPU (batch 32: 4 chunks, about 40%
 # fewer padded tokens on XQuAD-R than one batch; 6, 11 and 16 were slower: docs/performance.md).
 TRAIN_CHUNK_CPU = 8
@@ -41,10 +41,80 @@ TRAIN_CHUNK_CPU = 8
 SCORE_ATOL = 1e-5
 
 
-def check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
-    return kind
+def length_order(tokenizer, texts: Sequence[str], prefix: str,
+                 max_length: int) -> tuple[Any, list[int]]:
+    """(encoding, order) of `texts`: each prefixed, tokenized and truncated to `max_length`,
+    unpadded; `order` lists the indices by token length, longest first, ties in input order.
+
+    The one batching rule of the encoder: `BiEncoder.encode` and `embed_texts` cut `order`
+    into batches, and the sharded encoding (`hybrid.evaluation.encode`) cuts the same order
+    into shards of whole batches, so every text lands in the same batch whatever the shard
+    count, which is what makes the vectors identical for any shard count.
+    """
+    enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length,
+                    padding=False)
+    ids = enc["input_ids"]
+    return enc, sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties in input order
+
+
+@dataclass(frozen=True)
+class EncoderTokenizer:
+    """An encoder's tokenizer and text settings exactly as `BiEncoder.from_pretrained` loads
+    them, without the weights: `path` (the resolved model directory), `tokenizer`, `pooling`,
+    `prefixes` and `max_lens` ({"query": ..., "passage": ...}; capped by the model's
+    position embeddings)."""
+
+    path: Path
+    tokenizer: Any
+    pooling: str
+    prefixes: dict[str, str]
+    max_lens: dict[str, int]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        spec: str | os.PathLike,
+        pooling: str | None = None,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        max_query_len: int | None = None,
+        max_passage_len: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> EncoderTokenizer:
+        """Load from any model spec (`hybrid.model.resolve_model`); settings left as None
+        come from the directory (see `BiEncoder.from_pretrained`). Reads the model's files'
+        headers (`check_model_files`), its config and tokenizer; no weights."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        from hybrid.model.check import check_model_files
+        from hybrid.model.resolve import resolve_model
+        from hybrid.model.st_files import read_encoder_settings
+
+        path = check_model_files(resolve_model(spec), trust_remote_code=trust_remote_code)
+        stored = read_encoder_settings(path)
+        given = {"pooling": pooling, "query_prefix": query_prefix,
+                 "passage_prefix": passage_prefix, "max_query_len": max_query_len,
+                 "max_passage_len": max_passage_len}
+        settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
+        if settings["pooling"] not in ("mean", "cls"):
+            raise HybridError(f"pooling: must be 'mean' or 'cls', not {settings['pooling']!r}")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit:
+            offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta",
+                                                                 "camembert") else 0
+            for k in ("max_query_len", "max_passage_len"):
+                settings[k] = min(int(settings[k]), int(limit) - offset)
+        return cls(Path(path), tokenizer, settings["pooling"],
+                   {"query": settings["query_prefix"], "passage": settings["passage_prefix"]},
+                   {"query": int(settings["max_query_len"]),
+                    "passage": int(settings["max_passage_len"])})
+
+    def length_order(self, texts: Sequence[str], kind: Kind) -> tuple[Any, list[int]]:
+        """`length_order` with `kind`'s prefix and max length."""
+        kind = check_kind(kind)
+        return length_order(self.tokenizer, texts, self.prefixes[kind], self.max_lens[kind])
 
 
 def _load_automodel(path: Path, trust_remote_code: bool):
@@ -96,29 +166,14 @@ class BiEncoder(torch.nn.Module):
         """Load from any model spec (`hybrid.model.resolve_model`). Settings left as None
         come from the directory (`hybrid_encoder.json`, then the sentence-transformers
         pooling config and prompts), else mean pooling, "query: "/"passage: ", 64/128."""
-        from transformers import AutoTokenizer
-
-        from hybrid.model.check import check_model_files
-        from hybrid.model.resolve import resolve_model
-        from hybrid.model.st_files import read_encoder_settings
-
-        path = check_model_files(resolve_model(spec), trust_remote_code=trust_remote_code)
-        stored = read_encoder_settings(path)
-        given = {"pooling": pooling, "query_prefix": query_prefix,
-                 "passage_prefix": passage_prefix, "max_query_len": max_query_len,
-                 "max_passage_len": max_passage_len}
-        settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
-        if settings["pooling"] not in ("mean", "cls"):
-            raise HybridError(f"pooling: must be 'mean' or 'cls', not {settings['pooling']!r}")
-        model = _load_automodel(path, trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit:
-            offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta",
-                                                                       "camembert") else 0
-            for k in ("max_query_len", "max_passage_len"):
-                settings[k] = min(int(settings[k]), int(limit) - offset)
-        return cls(model, tokenizer, **settings)
+        tok = EncoderTokenizer.from_pretrained(
+            spec, pooling=pooling, query_prefix=query_prefix, passage_prefix=passage_prefix,
+            max_query_len=max_query_len, max_passage_len=max_passage_len,
+            trust_remote_code=trust_remote_code)
+        model = _load_automodel(tok.path, trust_remote_code)
+        return cls(model, tok.tokenizer, tok.pooling,
+                   query_prefix=tok.prefixes["query"], passage_prefix=tok.prefixes["passage"],
+                   max_query_len=tok.max_lens["query"], max_passage_len=tok.max_lens["passage"])
 
     # ---------------------------------------------------------------- properties
     @property
@@ -131,6 +186,11 @@ class BiEncoder(torch.nn.Module):
         return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ forward
+    def length_order(self, texts: Sequence[str], kind: Kind) -> tuple[Any, list[int]]:
+        """`length_order` with `kind`'s prefix and max length (the order of `encode`)."""
+        kind = check_kind(kind)
+        return length_order(self.tokenizer, texts, self.prefixes[kind], self.max_lens[kind])
+
     def tokenize(self, texts: Sequence[str], kind: Kind) -> dict[str, torch.Tensor]:
         """Prefix, truncate to the kind's max length and pad to the longest text."""
         kind = check_kind(kind)
@@ -180,11 +240,8 @@ class BiEncoder(torch.nn.Module):
             chunk = TRAIN_CHUNK_CPU if self.device.type == "cpu" else n
         if chunk >= n:
             return self.embed(self.tokenize(texts, kind))
-        prefix, limit = self.prefixes[kind], self.max_lens[kind]
         # Tokenized once, unpadded; each chunk is then padded to its own longest text.
-        enc = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=limit,
-                             padding=False)
-        order = sorted(range(n), key=lambda i: -len(enc["input_ids"][i]))  # stable: ties in input order
+        enc, order = self.length_order(texts, kind)
         batches = [dict(self.tokenizer.pad({k: [enc[k][i] for i in order[s:s + chunk]] for k in enc.keys()},
                                            return_tensors="pt"))
                    for s in range(0, n, chunk)]
@@ -227,11 +284,7 @@ class BiEncoder(torch.nn.Module):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        prefix = self.prefixes[kind]
-        enc = self.tokenizer([prefix + t for t in texts], truncation=True,
-                             max_length=self.max_lens[kind], padding=False)
-        ids = enc["input_ids"]
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        enc, order = self.length_order(texts, kind)
         was_training = self.model.training
         if was_training:  # a no-op walk over every module otherwise (~4 ms a call on CPU)
             self.model.eval()

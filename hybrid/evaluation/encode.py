@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from hybrid.centering import Centering
 from hybrid.errors import HybridError
 from hybrid.evaluation.embeddings import Embeddings, verify
+from hybrid.kinds import check_kind
 
 _FINGERPRINTS: dict[tuple, str] = {}
 
@@ -102,8 +103,7 @@ def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = 
         raise HybridError(f"--shards: must be at least 1, not {shards}")
     if int(batch_size) < 1:
         raise HybridError(f"--batch-size: must be at least 1, not {batch_size}")
-    if kind not in ("query", "passage"):
-        raise HybridError(f"kind: must be 'query' or 'passage', not {kind!r}")
+    check_kind(kind)
     model_dir = resolve_model(model)
     if langs is not None and len(langs) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(langs)} languages")
@@ -167,21 +167,18 @@ def encode_benchmark(model, benchmark, **kwargs) -> tuple[Embeddings, Embeddings
 
 
 def _encoder_order(model_dir: Path, texts: list[str], kind: str) -> np.ndarray:
-    """Indices of `texts` in the order `BiEncoder.encode` processes them: token length
-    (with the kind's prefix, truncated to its max length), longest first, ties stable."""
-    tokenizer, prefixes, max_lens = _tokenizer(str(model_dir))
-    lens = [len(x) for x in tokenizer([prefixes[kind] + t for t in texts], truncation=True,
-                                      max_length=max_lens[kind], padding=False)["input_ids"]]
-    return np.array(sorted(range(len(texts)), key=lambda i: -lens[i]), dtype=np.int64)
+    """Indices of `texts` in the order `BiEncoder.encode` processes them
+    (`hybrid.encoder.length_order`, with the encoder's own tokenizer and settings)."""
+    _, order = _tokenizer(str(model_dir)).length_order(texts, kind)
+    return np.array(order, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(model_dir: str):
-    """(tokenizer, prefixes, max lengths) of the encoder in `model_dir`."""
-    from hybrid.encoder import BiEncoder
+    """The encoder's tokenizer and settings in `model_dir` (no weights loaded)."""
+    from hybrid.encoder import EncoderTokenizer
 
-    enc = BiEncoder.from_pretrained(model_dir)
-    return enc.tokenizer, dict(enc.prefixes), dict(enc.max_lens)
+    return EncoderTokenizer.from_pretrained(model_dir)
 
 
 def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hybrid.kinds import KINDS
+
 POOLINGS = ("mean", "cls")
 ENCODER_FILE = "hybrid_encoder.json"
 DEFAULTS: dict[str, Any] = {
@@ -110,7 +112,7 @@ def read_encoder_settings(model_dir: str | Path) -> dict[str, Any]:
     if pool.get("pooling_mode_cls_token") or pool.get("pooling_mode") == "cls":
         out["pooling"] = "cls"
     prompts = _read(d / "config_sentence_transformers.json").get("prompts") or {}
-    for kind in ("query", "passage"):
+    for kind in KINDS:
         if isinstance(prompts.get(kind), str):
             out[f"{kind}_prefix"] = prompts[kind]
     own = _read(d / ENCODER_FILE)
