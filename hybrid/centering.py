@@ -155,7 +155,7 @@ class Centering:
 def centering_digest(model_dir: str | Path) -> str | None:
     """sha256 of the model's centering file, None when it has none (recorded by an index:
     its passages are only searched with queries centered the same way)."""
-    from hybrid.io import sha256_file
+    from hybrid.hashing import sha256_file
 
     p = Path(model_dir) / FILE
     return sha256_file(p) if p.is_file() else None

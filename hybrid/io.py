@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hybrid.errors import HybridError
+from hybrid.hashing import sha256_file  # noqa: F401 - re-exported: its home is hybrid.hashing
 
 _RENAME_EXCHANGE = 2
 _LIBC = None
@@ -210,16 +211,6 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read 1 MiB at a time (downloads, checkpoints, embedding
-    parts, corpora)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def json_error(exc: json.JSONDecodeError, line: bool = True) -> str:
     """A JSON parse error as one complete phrase: "Unterminated string starting at line 1
     column 5" (json's own `msg` ends in "at" for some errors and leaves the place to the
@@ -227,6 +218,24 @@ def json_error(exc: json.JSONDecodeError, line: bool = True) -> str:
     msg = exc.msg.rstrip(": ")
     where = (f"line {exc.lineno} " if line else "") + f"column {exc.colno}"
     return f"{msg} {where}" if msg.endswith(" at") else f"{msg} at {where}"
+
+
+def read_utf8(path: str | os.PathLike) -> tuple[bytes, str]:
+    """(bytes, text) of a whole UTF-8 file (a leading BOM dropped from the text); a one-line
+    HybridError for a missing or unreadable file, an empty (or blank) one, or bytes that
+    are not UTF-8."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise HybridError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise HybridError(f"{path}: cannot read ({exc.strerror})") from None
+    if not raw.strip():
+        raise HybridError(f"{path}: empty file")
+    try:
+        return raw, raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HybridError(f"{path}: not UTF-8 (invalid byte at offset {exc.start})") from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:

@@ -1,30 +1,16 @@
-"""Content hashes that key the pipeline's caches (Prefect cache keys and result dirs)."""
+"""Content hashes that key the pipeline's caches (Prefect cache keys and result dirs).
+
+`tree_hash` and `dict_hash` are the library's (`hybrid.hashing`, re-exported here)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from pathlib import Path
 
+from hybrid.hashing import dict_hash, tree_hash
 
-def tree_hash(path: str | Path) -> str:
-    """sha256 over the relative path and bytes of every file under `path` (or of the file)."""
-    root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    h = hashlib.sha256()
-    for p in files:
-        h.update((p.relative_to(root).as_posix() if p != root else p.name).encode() + b"\0")
-        with open(p, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
-        h.update(b"\1")
-    return h.hexdigest()
-
-
-def dict_hash(obj) -> str:
-    """sha256 of the canonical JSON of `obj` (sorted keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+__all__ = ["dict_hash", "library_hash", "source_hash", "tree_hash"]
 
 
 def source_hash(location: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hybrid.errors import HybridError
-from hybrid.io import atomic_path, sha256_file
+from hybrid.hashing import sha256_file
+from hybrid.io import atomic_path
 
 _CHUNK = 1 << 16
 

@@ -123,7 +123,7 @@ def mmarco_source(spec):
     df = validate_pairs(pd.DataFrame(rows, columns=PAIRS_COLUMNS), f"mmarco {root}")
     files = {}
     if local:
-        from hybrid.data.download import sha256_file
+        from hybrid.hashing import sha256_file
 
         rels = [TRIPLES] + [r.format(name=MMARCO_LANGS[lang]) for lang in langs for r in (QUERIES, COLLECTION)]
         files = {f"{root}/{r}": sha256_file(f"{root}/{r}") for r in rels}

@@ -30,7 +30,7 @@ from hybrid.data.pairs import PAIRS_COLUMNS, check_unique, empty_pairs, validate
 from hybrid.data.split import article_split
 from hybrid.data.squad import read_squad
 from hybrid.errors import HybridError
-from hybrid.io import json_error
+from hybrid.io import json_error, read_utf8
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
 from hybrid.redact import redact
@@ -146,13 +146,7 @@ def xquad_r_source(spec: SourceSpec, split_seed: int, heldout_fraction: float):
 def _read_jsonl(path: Path) -> pd.DataFrame:
     import json
 
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise HybridError(f"{path}: empty file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise HybridError(f"{path}: not UTF-8 (invalid byte at offset {exc.start})") from None
+    _, text = read_utf8(path)
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -171,7 +165,7 @@ def table_source(spec: SourceSpec):
     path = check_data_path(spec.location, what=f"--source {spec.text}:")
     if not path.is_file():
         raise HybridError(f"{path}: no such file")
-    from hybrid.data.download import sha256_file
+    from hybrid.hashing import sha256_file
 
     if path.suffix == ".parquet":
         try:

@@ -16,14 +16,14 @@ sentence marks (`。！？।۔؟`) wherever they stand.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid.errors import HybridError
-from hybrid.io import json_error
+from hybrid.hashing import sha256_bytes
+from hybrid.io import json_error, read_utf8
 
 
 @dataclass
@@ -90,21 +90,9 @@ def split_sentences(context: str) -> tuple[list[str], list[tuple[int, int]]]:
 
 def read_json_bytes(path: Path) -> tuple[object, str]:
     """Parse a UTF-8 JSON file; return (object, sha256) or raise a one-line HybridError."""
+    raw, text = read_utf8(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise HybridError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise HybridError(f"{path}: cannot read ({exc.strerror})") from None
-    sha = hashlib.sha256(raw).hexdigest()
-    if not raw.strip():
-        raise HybridError(f"{path}: empty file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise HybridError(f"{path}: not UTF-8 (invalid byte at offset {exc.start})") from None
-    try:
-        return json.loads(text), sha
+        return json.loads(text), sha256_bytes(raw)
     except json.JSONDecodeError as exc:
         raise HybridError(f"{path}: malformed JSON ({json_error(exc)})") from None
 

@@ -471,7 +471,7 @@ class PairsTable:
         """The table of `path` (a directory holding pairs.parquet, or the file), validated,
         derived into the cache on first use. HybridError for a missing, unreadable or
         invalid file."""
-        from hybrid.data.download import sha256_file
+        from hybrid.hashing import sha256_file
 
         f = _pairs_file(path)
         cache = table_cache_dir(sha256_file(f))

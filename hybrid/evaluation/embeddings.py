@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from hybrid.errors import HybridError
-from hybrid.io import atomic_path, sha256_file, write_json
+from hybrid.hashing import sha256_file
+from hybrid.io import atomic_path, write_json
 
 
 @dataclass

@@ -40,28 +40,15 @@ from hybrid.errors import HybridError
 from hybrid.evaluation.embeddings import Embeddings, verify
 from hybrid.kinds import check_kind
 
-_FINGERPRINTS: dict[tuple, str] = {}
-
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over the relative path and content of every file of a model directory but
-    its centering means (`hybrid.centering.FILE`: applied after encoding, so raw vectors do
-    not depend on them), memoised per process on paths, sizes and modification times."""
+    """`hybrid.hashing.tree_hash` of a model directory but its centering means
+    (`hybrid.centering.FILE`: applied after encoding, so raw vectors do not depend on them),
+    memoised per process on paths, sizes and modification times."""
     from hybrid.centering import FILE
+    from hybrid.hashing import tree_hash
 
-    root = Path(model_dir)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != FILE)
-    stamp = (str(root.resolve()),) + tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    if stamp not in _FINGERPRINTS:
-        h = hashlib.sha256()
-        for p in files:
-            h.update(p.relative_to(root).as_posix().encode() + b"\0")
-            with open(p, "rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 20), b""):
-                    h.update(block)
-            h.update(b"\1")
-        _FINGERPRINTS[stamp] = h.hexdigest()
-    return _FINGERPRINTS[stamp]
+    return tree_hash(model_dir, exclude=(FILE,), memo=True)
 
 
 def table_fingerprint(ids, texts) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid.errors import HybridError
-from hybrid.io import sha256_file
+from hybrid.hashing import sha256_file
 from hybrid.langs import validate_lang
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".tsv": "tsv",
@@ -55,7 +55,7 @@ def corpus_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-file_sha256 = sha256_file  # the corpus hash in an index manifest (hybrid.io)
+file_sha256 = sha256_file  # the corpus hash in an index manifest (hybrid.hashing)
 
 
 def read_corpus(path: str | os.PathLike, batch_size: int = 100_000) -> Iterator[Batch]:

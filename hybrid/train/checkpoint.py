@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from hybrid.errors import HybridError
-from hybrid.io import sha256_file
+from hybrid.hashing import sha256_file
 
 STATE_FILE = "state.pt"
 STATE_SUM = "state.sha256"  # sha256 of state.pt, written after it: a checkpoint's seal
