@@ -2,7 +2,7 @@
 
 - `metrics.json`: the dict itself (summary, settings, counts, skipped, meta, ...);
 - `map_matrix.csv`: mAP, rows = query language, columns = pool language + "multi";
-- `map_matrix.png`: a heatmap of that matrix;
+- `map_matrix.png`: a heatmap of that matrix (`heatmap`, also used by the comparison report);
 - `report.md`: the paper-shaped table (mAP x 100 for Mo / Cr / Mul, language bias), every
   metric per kind, and per-language tables.
 """
@@ -34,7 +34,7 @@ def write_outputs(metrics: dict, out: str | Path) -> dict[str, Path]:
     paths = {"matrix_csv": out / "map_matrix.csv", "heatmap": out / "map_matrix.png",
              "report": out / "report.md", "metrics": out / "metrics.json"}
     write_text(paths["matrix_csv"], matrix.to_csv(float_format="%.6f"))
-    _heatmap(matrix, paths["heatmap"], _title(metrics))
+    heatmap(matrix, paths["heatmap"], _title(metrics))
     write_text(paths["report"], render_report(metrics))
     write_json(paths["metrics"], metrics)  # last: its presence means the set is complete
     return paths
@@ -89,7 +89,10 @@ def _title(metrics: dict) -> str:
     return f"Evaluation of {meta.get('model', 'a model')} on {meta.get('benchmark', 'a benchmark')}"
 
 
-def _heatmap(matrix: pd.DataFrame, path: Path, title: str) -> None:
+def heatmap(matrix: pd.DataFrame, path: Path, title: str) -> None:
+    """Write `matrix` (query language rows x pool language columns, the last one "multi"; mAP
+    in [0, 1], NaN: no query) as a PNG heatmap at `path`, atomically; cells labelled mAP x 100,
+    a white line before the last column, `title` after "mAP x 100 - "."""
     import matplotlib
 
     matplotlib.use("Agg")
