@@ -21,26 +21,28 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
 
 from flows.common import (
     benchmark_plan,
-    cpus_for,
     data_dir,
     default_benchmarks,
     default_sources,
     ensure_ray,
     eval_splits_for,
+    evaluate_models,
     prepare_lareqa,
-    submit_extras,
+    training_overrides,
 )
 from hybrid.evaluation.compare_report import CENTERED, ZERO_SHOT, strategy_label
 from hybrid.io import write_json
+from hybrid.train.config import resolve
 from tasks.centering import center_model_task
 from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
 from tasks.data import build_pairs_table
-from tasks.evaluate import encode_benchmark_task, evaluation_matrix, resolve_model_task
+from tasks.evaluate import resolve_model_task
 from tasks.hashing import dict_hash
 from tasks.train import train_model
 
@@ -63,12 +65,12 @@ def run_specs(models: list[str], strategies: list[str], alpha: float, alphas: li
     return specs
 
 
-def train_overrides(spec: dict, workers: int, cpus: int, steps: int | None) -> dict:
-    """The training overrides of one run: the pipeline's keys (so an equal config is the same
-    cache entry), alpha only for hybrid (others keep the profile's), the run's seed."""
-    o = {"model.model": spec["model"], "data.strategy": spec["strategy"], "run.workers": workers,
-         "run.cpus_per_worker": cpus, "run.seed": spec["seed"], "data.alpha": spec["alpha"],
-         "run.steps": steps}
+def train_overrides(spec: dict, overrides: dict) -> dict:
+    """The training overrides of one run: the flow's `overrides` with the run's model,
+    strategy, seed and (hybrid only; others keep the config's) alpha. The trained config is
+    what the task is keyed on, so an equal pipeline config is the same cache entry."""
+    o = {**overrides, "model.model": spec["model"], "data.strategy": spec["strategy"],
+         "run.seed": spec["seed"], "data.alpha": spec["alpha"]}
     return {k: v for k, v in o.items() if v is not None}
 
 
@@ -84,15 +86,11 @@ def _machine() -> str:
 @flow(name="hybrid-compare", log_prints=True)
 def compare(
     profile: str = "quick",
-    model: str = "me5-small",
+    overrides: dict[str, Any] | None = None,
     models: list[str] | None = None,
     strategies: list[str] | None = None,
-    alpha: float = 0.5,
     alphas: list[float] | None = None,
     seeds: list[int] | None = None,
-    steps: int | None = None,
-    workers: int = 1,
-    cpus_per_worker: int | None = None,
     parallel: int = 1,
     zero_shot: bool = True,
     sources: list[str] | None = None,
@@ -108,10 +106,11 @@ def compare(
 ) -> dict:
     """Compare batch strategies; returns the report paths, the verdict and the MLflow runs.
 
-    profile/steps/workers/cpus_per_worker/sources: as in `hybrid-pipeline` (every training
-    gets the same). models: a model-scale sweep (default [model]). strategies: default
-    x-x-mono, x-y, hybrid (any of hybrid.sampling.STRATEGIES, e.g. multitask). alpha: the
-    hybrid alpha; alphas: more hybrid alphas (a grid). seeds: default [0]; several seeds give
+    profile/overrides/sources: as in `hybrid-pipeline` (every training gets the same
+    settings; the sweep below sets model, strategy, alpha and seed per run). models: a
+    model-scale sweep (default: the config's `model.model`). strategies: default
+    x-x-mono, x-y, hybrid (any of hybrid.sampling.STRATEGIES, e.g. multitask); hybrid runs
+    with the config's `data.alpha` (the verdict's hybrid); alphas: more hybrid alphas (a grid). seeds: default [0]; several seeds give
     mean ± sd. zero_shot: also evaluate each untrained model. benchmarks: default XQuAD-R and
     MLQA-R where the data is available locally; eval_splits: default XQuAD-R held-out.
     out_of_domain: more benchmarks every row is evaluated on (entries as in the pipeline's
@@ -124,7 +123,12 @@ def compare(
     """
     log = get_run_logger()
     t0 = time.time()
-    models = list(models or [model])
+    results = str(Path(results_dir).resolve())
+    ensure_ray()
+    overrides = training_overrides(profile, overrides)
+    base = resolve(profile, overrides)
+    alpha, workers = base.data.alpha, base.run.workers
+    models = list(models or [base.model.model])
     strategies = list(strategies or DEFAULT_STRATEGIES)
     seeds = [int(s) for s in (seeds if seeds is not None else [0])]
     sources = sources or default_sources()
@@ -134,20 +138,15 @@ def compare(
     if out_of_domain is None:
         out_of_domain = ["tatoeba"] if (data_dir() / "tatoeba").is_dir() else []
     extras = benchmark_plan(list(out_of_domain)).extras
-    results = str(Path(results_dir).resolve())
-    ensure_ray()
-    cpus = cpus_per_worker or cpus_for(workers)
 
-    names = list(benchmarks)
     prepared = prepare_lareqa(benchmarks, results)
     pairs = build_pairs_table(sources, results)
-    dirs = [prepared[n].result() for n in names]
-    splits = [eval_splits.get(n, "all") for n in names]
+    names = list(benchmarks)
 
     specs = run_specs(models, strategies, alpha, alphas or [], seeds, zero_shot)
-    config = {"flow": "hybrid-compare", "profile": profile, "models": models,
-              "strategies": strategies, "alpha": alpha, "alphas": alphas or [], "seeds": seeds,
-              "steps": steps, "workers": workers, "cpus_per_worker": cpus, "zero_shot": zero_shot,
+    config = {"flow": "hybrid-compare", "profile": profile, "overrides": overrides,
+              "models": models, "strategies": strategies, "alpha": alpha, "alphas": alphas or [],
+              "seeds": seeds, "zero_shot": zero_shot,
               "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,
               "languages": languages, "out_of_domain": out_of_domain, "centering": centering,
               "centering_per_language": centering_per_language, "tolerance": tolerance, "results": results,
@@ -155,18 +154,9 @@ def compare(
     parent = start_parent_run(experiment, config)
 
     def evaluate(model_dirs: list[str]) -> list[dict]:
-        """{benchmark: eval dir} per model: encode (.map over models x benchmarks), then matrix."""
-        jobs = [(md, i) for md in model_dirs for i in range(len(names))]
-        args = ([md for md, _ in jobs], [names[i] for _, i in jobs], [dirs[i] for _, i in jobs],
-                unmapped(results), [splits[i] for _, i in jobs], unmapped(languages))
-        encoded = encode_benchmark_task.map(*args, unmapped(max(1, workers)))
-        outs = [f.result() for f in evaluation_matrix.map(*args, wait_for=[encoded])]
-        evals = [{e["benchmark"]: e["out"] for e in outs[k * len(names):(k + 1) * len(names)]}
-                 for k in range(len(model_dirs))]
-        ood = [submit_extras(md, extras, results, max(1, workers)) for md in model_dirs]
-        for ev, futures in zip(evals, ood, strict=True):  # out-of-domain sets
-            ev.update({r["benchmark"]: r["out"] for r in (f.result() for f in futures)})
-        return evals
+        """{benchmark: eval dir} per model (`evaluate_models`: one fan-out over all of them)."""
+        return [{e["benchmark"]: e["out"] for e in evals} for evals in evaluate_models(
+            model_dirs, prepared, eval_splits, languages, results, max(1, workers), extras)]
 
     def with_centering(batch: list[dict]) -> list[dict]:
         """`batch` (evaluated) and, with `centering`, each model followed by its centered self,
@@ -189,8 +179,8 @@ def compare(
     rows, children = [], []
     for w in range(0, max(1, len(trained_specs)), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
-        overrides = [train_overrides(s, workers, cpus, steps) for s in wave]
-        trained = [f.result() for f in train_model.map(unmapped(profile), overrides,
+        trained = [f.result() for f in train_model.map(unmapped(profile),
+                                                      [train_overrides(s, overrides) for s in wave],
                                                       unmapped(pairs), unmapped(results))]
         for s, t in zip(wave, trained, strict=True):
             log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])

@@ -12,9 +12,8 @@ from flows.common import (
     benchmark_plan,
     ensure_ray,
     eval_splits_for,
-    lareqa_evaluations,
+    evaluate_models,
     prepare_lareqa,
-    submit_extras,
 )
 from tasks.evaluate import resolve_model_task
 from tasks.tracking import log_evaluation
@@ -35,9 +34,8 @@ def evaluate(model: str = "models:/hybrid-retriever@champion",
     ensure_ray()
     model_dir = resolve_model_task(model)
     prepared = prepare_lareqa(plan.lareqa, results)
-    extras = submit_extras(model_dir, plan.extras, results, shards)
-    evals = lareqa_evaluations(model_dir, prepared, eval_splits, languages, results, shards)
-    evals += [f.result() for f in extras]
+    evals = evaluate_models([model_dir], prepared, eval_splits, languages, results, shards,
+                            plan.extras)[0]
     run_id = log_evaluation(experiment, model, evals)
     reports = {e["benchmark"]: str(Path(e["out"]) / "report.md") for e in evals}
     for bench, path in reports.items():

@@ -11,23 +11,24 @@ cache hits all the way and registers no new model version. Outputs live under
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.common import (
     benchmark_plan,
-    cpus_for,
     default_sources,
     ensure_ray,
     eval_splits_for,
-    lareqa_evaluations,
+    evaluate_models,
     prepare_lareqa,
-    submit_extras,
+    training_overrides,
 )
+from hybrid.evaluation.metric_names import DEFAULT_PROMOTION_METRIC
 from hybrid.io import write_json
+from hybrid.train.config import resolve
 from tasks.data import build_pairs_table
 from tasks.index import check_index_config, follow_champion
-from tasks.registry import DEFAULT_PROMOTION_METRIC
 from tasks.tracking import log_and_register
 from tasks.train import train_model
 
@@ -35,12 +36,7 @@ from tasks.train import train_model
 @flow(name="hybrid-pipeline", log_prints=True)
 def pipeline(
     profile: str = "quick",
-    model: str = "me5-small",
-    strategy: str = "hybrid",
-    alpha: float = 0.5,
-    workers: int = 1,
-    steps: int | None = None,
-    cpus_per_worker: int | None = None,
+    overrides: dict[str, Any] | None = None,
     sources: list[str] | None = None,
     benchmarks: list[str] | dict[str, str | None] | None = None,
     eval_splits: dict[str, str] | None = None,
@@ -53,9 +49,12 @@ def pipeline(
 ) -> dict:
     """Train and evaluate one retriever; returns report paths, MLflow run and registry alias.
 
-    profile/model/strategy/alpha/workers/steps/cpus_per_worker: the training config (a
-    profile of hybrid/train/profiles with overrides; CPUs per worker default to the Ray
-    cluster's CPUs shared evenly, capped at the largest node's). sources: `hybrid data pairs` source specs
+    profile/overrides: the training config, a profile of hybrid/train/profiles with dotted
+    overrides of any field of `hybrid.train.config` (`hybrid train --help` lists them), e.g.
+    {"model.model": "DIR", "data.strategy": "x-y", "run.workers": 2, "run.steps": 50};
+    checked before anything runs (`flows.common.training_overrides`; CPUs per worker
+    default to the Ray cluster's CPUs shared evenly, capped at the largest node's); the
+    evaluation fans out over `run.workers` shards. sources: `hybrid data pairs` source specs
     (default: the XQuAD-R train split). benchmarks: entries `NAME[:SOURCE][?OPTIONS]`
     (`flows.common.benchmark_plan`): XQuAD-R and MLQA-R always (an entry sets another
     source), plus any of tatoeba, bitext, miracl, trec, mteb, e.g. ["tatoeba"]; checked
@@ -75,20 +74,16 @@ def pipeline(
     eval_splits = eval_splits_for(eval_splits)
     results = str(Path(results_dir).resolve())
     ensure_ray()
+    overrides = training_overrides(profile, overrides)
+    workers = resolve(profile, overrides).run.workers
 
     prepared = prepare_lareqa(plan.lareqa, results)
     pairs = build_pairs_table(sources, results)
-    overrides = {"model.model": model, "data.strategy": strategy, "data.alpha": alpha,
-                 "run.workers": workers, "run.steps": steps,
-                 "run.cpus_per_worker": cpus_per_worker or cpus_for(workers)}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     trained = train_model(profile, overrides, pairs, results)
     log.info("trained: %s (%s)", trained["model_dir"], trained["summary"])
 
-    extras = submit_extras(trained["model_dir"], plan.extras, results, max(1, workers))
-    evals = lareqa_evaluations(trained["model_dir"], prepared, eval_splits, languages, results,
-                               max(1, workers))
-    evals += [f.result() for f in extras]
+    evals = evaluate_models([trained["model_dir"]], prepared, eval_splits, languages, results,
+                            max(1, workers), plan.extras)[0]
 
     config = {"flow": "hybrid-pipeline", "profile": profile, "overrides": overrides,
               "sources": sources, "benchmarks": plan.lareqa, "eval_splits": eval_splits,

@@ -54,6 +54,27 @@ import numpy as np
 from hybrid.errors import HybridError
 
 STRATEGIES = ("hybrid", "x-x-mono", "x-y", "x-x", "en-en", "multitask")
+
+
+def check_sampling(strategy: str, alpha: float, batch_size: int, world_size: int = 1) -> None:
+    """Raise HybridError (naming the option) unless `strategy` is one of `STRATEGIES`, `alpha`
+    is a finite number in [0, 1], `batch_size` an integer >= 2 (in-batch negatives) and
+    divisible by `world_size` >= 1 (each worker draws batch_size / world_size pairs). The
+    sampler and `TrainConfig.validate` both call it: one home for these rules."""
+    if strategy not in STRATEGIES:
+        raise HybridError(f"--strategy: unknown {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) \
+            or not 0.0 <= alpha <= 1.0:
+        raise HybridError(f"--alpha: must be in [0, 1], got {alpha!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) \
+            or int(batch_size) != batch_size or batch_size < 2:
+        raise HybridError(f"--batch-size: must be an integer >= 2 (in-batch negatives), got {batch_size!r}")
+    if int(world_size) != world_size or world_size < 1:
+        raise HybridError(f"--workers: must be >= 1, got {world_size!r}")
+    if batch_size % world_size:
+        raise HybridError(f"--batch-size: {batch_size} is not divisible by the {world_size} workers")
+
+
 BATCH_TYPES = ("mono", "cross", "same", "mixed")
 
 
@@ -145,16 +166,9 @@ class HybridBatchSampler:
                  seed: int = 0, rank: int = 0, world_size: int = 1):
         from hybrid.data.table import PairsIndex, index_from_frame
 
-        if strategy not in STRATEGIES:
-            raise HybridError(f"--strategy: unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
-            raise HybridError(f"--alpha: must be in [0, 1], got {alpha!r}")
-        if int(batch_size) != batch_size or batch_size < 2:
-            raise HybridError(f"--batch-size: must be an integer >= 2 (in-batch negatives), got {batch_size!r}")
-        if world_size < 1 or not 0 <= rank < world_size:
+        check_sampling(strategy, alpha, batch_size, world_size)
+        if not 0 <= rank < world_size:
             raise HybridError(f"rank {rank} / world size {world_size}: invalid")
-        if batch_size % world_size:
-            raise HybridError(f"--batch-size: {batch_size} is not divisible by the {world_size} workers")
         index = getattr(pairs, "index", pairs)
         if not isinstance(index, PairsIndex):
             index = index_from_frame(pairs)

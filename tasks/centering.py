@@ -6,29 +6,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
-
-from tasks.hashing import dict_hash, library_hash, tree_hash
-
-
-def _center_key(ctx, p) -> str:
-    return dict_hash({"model": tree_hash(p["model_dir"]),
-                      "data": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
-                      "per_language": p.get("per_language", 512),
-                      "code": library_hash("centering.py", "evaluation", "encoder.py"),
-                      "results": str(Path(p["results_dir"]).resolve())})
+from hybrid.centering import FILE
+from tasks.caching import cached_task, results_path
+from tasks.hashing import library_hash, tree_hash
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_center_key), persist_result=True,
-      task_run_name="center-model")
-def center_model_task(model_dir: str, pairs_dir: str, results_dir: str, per_language: int = 512) -> str:
-    """`hybrid center --model MODEL_DIR --data PAIRS_DIR`; returns the centered model's dir."""
-    from hybrid.centering import FILE, center_model
+def _center_key(p: dict) -> dict:
+    return {"model": tree_hash(p["model_dir"]),
+            "data": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
+            "per_language": p["per_language"],
+            "code": library_hash("centering.py", "evaluation", "encoder.py"),
+            "results": results_path(p)}
 
-    key = _center_key(None, {"model_dir": model_dir, "pairs_dir": pairs_dir,
-                             "per_language": per_language, "results_dir": results_dir})
-    out = Path(results_dir) / "centered" / key[:16]
-    if not (out / FILE).is_file():
-        center_model(model_dir, pairs_dir, out, per_language=per_language)
-    return str(out)
+
+@cached_task(_center_key, area=lambda p: Path(p["results_dir"]) / "centered", done=FILE,
+             task_run_name="center-model")
+def center_model_task(model_dir: str, pairs_dir: str, results_dir: str, per_language: int = 512, *,
+                      out: Path) -> None:
+    """`hybrid center --model MODEL_DIR --data PAIRS_DIR --out OUT`; the task returns OUT."""
+    from hybrid.centering import center_model
+
+    center_model(model_dir, pairs_dir, out, per_language=per_language)

@@ -19,16 +19,30 @@ import threading
 from pathlib import Path
 
 from prefect import task
-from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
-from tasks.hashing import dict_hash, library_hash, source_hash, tree_hash
+from tasks.caching import cached_task, results_path
+from tasks.hashing import library_hash, source_hash, tree_hash
 
 
-def _eval_key(ctx, p) -> str:
-    return dict_hash({"model": tree_hash(p["model_dir"]), "bench": tree_hash(p["bench_dir"]),
-                      "benchmark": p["benchmark"], "split": p.get("split", "all"),
-                      "code": library_hash("evaluation", "encoder.py", "data"),
-                      "languages": p.get("languages"), "results": str(Path(p["results_dir"]).resolve())})
+def _eval_key(p: dict) -> dict:
+    return {"model": tree_hash(p["model_dir"]), "bench": tree_hash(p["bench_dir"]),
+            "benchmark": p["benchmark"], "split": p["split"],
+            "code": library_hash("evaluation", "encoder.py", "data"),
+            "languages": p["languages"], "results": results_path(p)}
+
+
+def _eval_area(p: dict) -> Path:
+    """`<results>/eval/<benchmark>`, the name checked before it becomes a path."""
+    from hybrid.paths import validate_name
+
+    return Path(p["results_dir"]) / "eval" / validate_name(p["benchmark"], where="benchmark")
+
+
+def _read_result(p: dict, out: Path) -> dict:
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    return {"benchmark": p.get("benchmark", "mteb"), "out": str(out), "summary": metrics["summary"]}
 
 
 _IMPORTS = threading.Lock()
@@ -46,7 +60,7 @@ def resolve_model_task(model: str) -> str:
     """A local HF dir for `model` (a dir, `me5-small`, an HF id, or a `models:/` URI); a
     known baseline (`hybrid.model.baselines`) as its overlay with its pooling and prefixes."""
     if model.startswith("models:/"):
-        from tasks.registry import resolve_models_uri
+        from tasks.mlflow_registry import resolve_models_uri
 
         return str(resolve_models_uri(model))
     from hybrid.model import resolve_model
@@ -61,13 +75,12 @@ def _load(benchmark: str, bench_dir: str, split: str, languages):
     return load_eval_benchmark(benchmark, bench_dir, split=split, languages=languages)
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(
-    cache_key_fn=lambda ctx, p: "encode-" + _eval_key(ctx, p)), persist_result=True,
-    task_run_name="encode-{benchmark}")
+@cached_task(_eval_key, prefix="encode-", task_run_name="encode-{benchmark}")
 def encode_benchmark_task(model_dir: str, benchmark: str, bench_dir: str, results_dir: str,
                           split: str = "all", languages: list[str] | None = None,
                           shards: int = 1) -> dict:
-    """Embed the benchmark's questions and candidates in `shards` Ray tasks (cached)."""
+    """Embed the benchmark's questions and candidates in `shards` Ray tasks (into hybrid's
+    embedding cache, keyed by model and texts)."""
     _import_transformers()
     from hybrid.evaluation import encode_benchmark
 
@@ -76,93 +89,64 @@ def encode_benchmark_task(model_dir: str, benchmark: str, bench_dir: str, result
     return {"benchmark": benchmark, "questions": len(q.ids), "candidates": len(c.ids)}
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_eval_key), persist_result=True,
-      task_run_name="matrix-{benchmark}")
+@cached_task(_eval_key, area=_eval_area, done="metrics.json", result=_read_result,
+             task_run_name="matrix-{benchmark}")
 def evaluation_matrix(model_dir: str, benchmark: str, bench_dir: str, results_dir: str,
-                      split: str = "all", languages: list[str] | None = None) -> dict:
-    """All settings' metrics and the report; returns {"benchmark", "out", "summary"}."""
+                      split: str = "all", languages: list[str] | None = None, *,
+                      out: Path) -> None:
+    """All settings' metrics and the report into `out`; returns {"benchmark", "out", "summary"}."""
     _import_transformers()
     from hybrid.evaluation import evaluate
 
-    key = _eval_key(None, {"model_dir": model_dir, "bench_dir": bench_dir,
-                           "benchmark": benchmark, "split": split, "languages": languages,
-                           "results_dir": results_dir})
-    out = _eval_dir(results_dir, benchmark, key)
-    if not (out / "metrics.json").is_file():
-        evaluate(model_dir, benchmark, bench_dir, out, split=split, languages=languages)
-    return _read_result(benchmark, out)
+    evaluate(model_dir, benchmark, bench_dir, out, split=split, languages=languages)
 
 
-def _eval_dir(results_dir: str, benchmark: str, key: str) -> Path:
-    """`<results>/eval/<benchmark>/<key[:16]>`, the name checked before it becomes a path."""
-    from hybrid.paths import validate_name
-
-    return Path(results_dir) / "eval" / validate_name(benchmark, where="benchmark") / key[:16]
-
-
-def _read_result(benchmark: str, out: Path) -> dict:
-    import json
-
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    return {"benchmark": benchmark, "out": str(out), "summary": metrics["summary"]}
+def _benchmark_key(p: dict) -> dict:
+    return {"model": tree_hash(p["model_dir"]), "benchmark": p["benchmark"],
+            "data": source_hash(p["source"] or ""),
+            "languages": p["languages"], "directions": p["directions"],
+            "code": library_hash("evaluation", "encoder.py", "data", "model"),
+            "results": results_path(p)}
 
 
-def _benchmark_key(ctx, p) -> str:
-    return dict_hash({"model": tree_hash(p["model_dir"]), "benchmark": p["benchmark"],
-                      "data": source_hash(p.get("source") or ""),
-                      "languages": p.get("languages"), "directions": p.get("directions", "xx-en"),
-                      "code": library_hash("evaluation", "encoder.py", "data", "model"),
-                      "results": str(Path(p["results_dir"]).resolve())})
-
-
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_benchmark_key),
-      persist_result=True, task_run_name="benchmark-{benchmark}")
+@cached_task(_benchmark_key, area=_eval_area, done="metrics.json", result=_read_result,
+             task_run_name="benchmark-{benchmark}")
 def benchmark_task(model_dir: str, benchmark: str, results_dir: str, source: str | None = None,
                    languages: list[str] | None = None, directions: str = "xx-en",
-                   shards: int = 1) -> dict:
+                   shards: int = 1, *, out: Path) -> None:
     """`hybrid evaluate --benchmark NAME` (`run_benchmark`: tatoeba, bitext, miracl, trec)
     into `<results>/eval/<benchmark>/<key>/`; returns {"benchmark", "out", "summary"}."""
     _import_transformers()
     from hybrid.evaluation import run_benchmark
 
-    key = _benchmark_key(None, {"model_dir": model_dir, "benchmark": benchmark, "source": source,
-                                "languages": languages, "directions": directions,
-                                "results_dir": results_dir})
-    out = _eval_dir(results_dir, benchmark, key)
-    if not (out / "metrics.json").is_file():
-        run_benchmark(benchmark, model_dir, out, source=source, languages=languages,
-                      directions=directions, shards=shards)
-    return _read_result(benchmark, out)
+    run_benchmark(benchmark, model_dir, out, source=source, languages=languages,
+                  directions=directions, shards=shards)
 
 
 def _task_file(task: str) -> str | None:
     return task.rsplit(":", 1)[0] if ".py:" in task else None
 
 
-def _mteb_key(ctx, p) -> str:
+def _mteb_key(p: dict) -> dict:
     import importlib.metadata
 
     try:
         version = importlib.metadata.version("mteb")
     except importlib.metadata.PackageNotFoundError:
         version = None
-    return dict_hash({"model": tree_hash(p["model_dir"]), "benchmark": "mteb",
-                      "tasks": [[t, source_hash(_task_file(t)) if _task_file(t) else None]
-                                for t in p["tasks"]],
-                      "mteb": version, "code": library_hash("evaluation", "encoder.py", "model"),
-                      "results": str(Path(p["results_dir"]).resolve())})
+    return {"model": tree_hash(p["model_dir"]), "benchmark": "mteb",
+            "tasks": [[t, source_hash(_task_file(t)) if _task_file(t) else None]
+                      for t in p["tasks"]],
+            "mteb": version, "code": library_hash("evaluation", "encoder.py", "model"),
+            "results": results_path(p)}
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_mteb_key), persist_result=True,
-      task_run_name="benchmark-mteb")
-def mteb_task(model_dir: str, tasks: list[str], results_dir: str) -> dict:
+@cached_task(_mteb_key, area=lambda p: Path(p["results_dir"]) / "eval" / "mteb",
+             done="metrics.json", result=_read_result, task_run_name="benchmark-mteb")
+def mteb_task(model_dir: str, tasks: list[str], results_dir: str, *, out: Path) -> None:
     """`hybrid mteb` (`run_mteb`; task names or FILE.py:Class) into
     `<results>/eval/mteb/<key>/`; returns {"benchmark": "mteb", "out", "summary"}."""
     _import_transformers()
     from hybrid.evaluation.mteb_adapter import parse_tasks, run_mteb
 
-    key = _mteb_key(None, {"model_dir": model_dir, "tasks": tasks, "results_dir": results_dir})
-    out = _eval_dir(results_dir, "mteb", key)
-    if not (out / "metrics.json").is_file():
-        run_mteb(model_dir, parse_tasks(",".join(tasks)), out)
-    return _read_result("mteb", out)
+    run_mteb(model_dir, parse_tasks(",".join(tasks)), out)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks.registry import CHAMPION, MODEL_NAME, parse_models_uri
-from tasks.tracking_server import tracking_server
+from tasks.mlflow_registry import CHAMPION, MODEL_NAME, parse_models_uri
+from tasks.mlflow_server import tracking_server
 
 INDEX_DEPLOYMENT = "hybrid-index/champion"
 DEFAULT_MODEL = f"models:/{MODEL_NAME}@{CHAMPION}"
@@ -47,11 +47,11 @@ def pin_model(model: str = DEFAULT_MODEL) -> tuple[str, dict | None]:
     """(spec to build with, registry facts or None); see the module docstring."""
     if not model.startswith("models:/"):
         return model, None
-    from tasks.registry import _client
+    from tasks.mlflow_registry import mlflow_client
 
     name, alias, version = parse_models_uri(model)
     if alias:
-        version = str(_client().get_model_version_by_alias(name, alias).version)
+        version = str(mlflow_client().get_model_version_by_alias(name, alias).version)
     return f"models:/{name}/{version}", {"name": name, "version": version, "alias": alias}
 
 
@@ -105,7 +105,7 @@ def follow_champion(index: dict, version: str) -> str | None:
     hold it yet; returns the flow run id, or None when nothing was started."""
     from prefect.deployments import run_deployment
 
-    from tasks.registry import champion_version
+    from tasks.mlflow_registry import champion_version
 
     index = check_index_config(index)
     name, _, _ = parse_models_uri(index["model"])

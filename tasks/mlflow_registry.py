@@ -23,10 +23,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybrid.evaluation.metric_names import DEFAULT_PROMOTION_METRIC
+
 MODEL_NAME = "hybrid-retriever"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-DEFAULT_PROMOTION_METRIC = "xquad_r.mAP.multi"
 PROMPT_PARAM = "prompt_name"
 #: Where a version's HF directory lies in its model artifacts: the sentence-transformers
 #: flavor's data dir; versions logged before as a pyfunc keep it under artifacts/<dir name>/.
@@ -34,7 +35,7 @@ ST_DATA = "model.sentence_transformer"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))/?$")
 
 
-def _client():
+def mlflow_client():
     from mlflow import MlflowClient
 
     return MlflowClient()
@@ -97,7 +98,7 @@ def log_retriever(hf_dir: str | Path, name: str = MODEL_NAME, tags: dict | None 
         registered_model_name=name,
         pip_requirements=["hybrid-retriever", "mlflow", "sentence-transformers"],
     )
-    client = _client()
+    client = mlflow_client()
     version = client.get_model_version(name, str(info.registered_model_version))
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version.version, k, str(v))
@@ -121,7 +122,7 @@ class Promotion:
 
 def version_metric(name: str, version: str, metric: str) -> float:
     """`metric` of the run that produced model version `version`."""
-    client = _client()
+    client = mlflow_client()
     mv = client.get_model_version(name, str(version))
     metrics = client.get_run(mv.run_id).data.metrics
     if metric not in metrics:
@@ -133,7 +134,7 @@ def champion_version(name: str = MODEL_NAME) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(_client().get_model_version_by_alias(name, CHAMPION).version)
+        return str(mlflow_client().get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
 
@@ -141,7 +142,7 @@ def champion_version(name: str = MODEL_NAME) -> str | None:
 def promote(version: str, name: str = MODEL_NAME, metric: str = DEFAULT_PROMOTION_METRIC,
             margin: float = 0.005) -> Promotion:
     """Alias `version` as champion when it beats the champion by >= `margin`, else challenger."""
-    client = _client()
+    client = mlflow_client()
     version = str(version)
     value = version_metric(name, version, metric)
     current = champion_version(name)
@@ -181,17 +182,17 @@ def resolve_models_uri(uri: str) -> Path:
     from hybrid.errors import HybridError
     from hybrid.io import atomic_path
     from hybrid.paths import cache_dir
-    from tasks.tracking_server import _network_cause, bound_http_retries
+    from tasks.mlflow_server import bound_http_retries, network_cause
 
     name, alias, version = parse_models_uri(uri)
     _require_tracking_uri(uri)
     bound_http_retries()  # a server that is down: one line within seconds, not minutes
-    client = _client()
+    client = mlflow_client()
     try:
         mv = (client.get_model_version_by_alias(name, alias) if alias
               else client.get_model_version(name, version))
     except MlflowException as exc:
-        if _network_cause(exc) is None and "Max retries exceeded" not in str(exc):
+        if network_cause(exc) is None and "Max retries exceeded" not in str(exc):
             raise HybridError(f"model {uri}: not in the MLflow registry at "
                               f"{_tracking_uri()} ({exc.error_code})") from exc
         raise HybridError(f"model {uri}: cannot reach the MLflow registry at "

@@ -36,7 +36,7 @@ def bound_http_retries() -> None:
         os.environ.setdefault(key, value)
 
 
-def _network_cause(exc: BaseException):
+def network_cause(exc: BaseException):
     """The requests connection/timeout error behind `exc` (MLflow wraps it), if any."""
     import requests
 
@@ -57,7 +57,7 @@ def tracking_server(doing: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        cause = _network_cause(exc)
+        cause = network_cause(exc)
         if cause is None:
             raise
         import mlflow
@@ -72,3 +72,9 @@ def tracking_server(doing: str) -> Iterator[None]:
 def retry_if_unreachable(task, task_run, state) -> bool:
     """Prefect `retry_condition_fn`: retry only when the tracking server was unreachable."""
     return isinstance(state.result(raise_on_failure=False), TrackingUnavailable)
+
+
+#: Prefect task options of a task that talks to the tracking server: retried on
+#: `TrackingUnavailable` only.
+RETRIED = {"retries": TRACKING_RETRIES, "retry_delay_seconds": TRACKING_RETRY_DELAY_S,
+           "retry_condition_fn": retry_if_unreachable}

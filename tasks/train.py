@@ -8,18 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
-
-from tasks.hashing import dict_hash, library_hash, tree_hash
+from tasks.caching import cached_task, results_path
+from tasks.hashing import library_hash, tree_hash
 
 
 def train_config(profile: str, overrides: dict, pairs_dir: str) -> dict:
     """The full training config (a dict) for `profile` with dotted `overrides` applied."""
-    from hybrid.train.config import load_profile
+    from hybrid.train.config import resolve
 
-    cfg = load_profile(profile).override(**{"data.pairs": str(pairs_dir), **overrides})
-    return cfg.to_dict()
+    return resolve(profile, {**overrides, "data.pairs": str(pairs_dir)}).to_dict()
 
 
 def _model_hash(spec: str) -> str:
@@ -27,29 +24,29 @@ def _model_hash(spec: str) -> str:
     return tree_hash(p) if p.is_dir() else spec  # a name/URI is its own identity
 
 
-def _train_key(ctx, p) -> str:
+def _train_key(p: dict) -> dict:
     cfg = train_config(p["profile"], p["overrides"], p["pairs_dir"])
     cfg["data"].pop("pairs")
     cfg["model"]["model"] = _model_hash(cfg["model"]["model"])
-    return dict_hash({"config": cfg, "pairs": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
-                      "code": library_hash(),
-                      "results": str(Path(p["results_dir"]).resolve())})
+    return {"config": cfg, "pairs": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
+            "code": library_hash(), "results": results_path(p)}
 
 
-@task(cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_train_key), persist_result=True)
-def train_model(profile: str, overrides: dict, pairs_dir: str, results_dir: str) -> dict:
-    """Train; returns {"out", "model_dir", "config", "summary"} (small dict, paths)."""
-    from hybrid.train import train
-    from hybrid.train.config import TrainConfig
-
-    key = _train_key(None, {"profile": profile, "overrides": overrides, "pairs_dir": pairs_dir,
-                            "results_dir": results_dir})
-    out = Path(results_dir) / "train" / key[:16]
-    cfg = train_config(profile, overrides, pairs_dir)
-    cfg["out"] = str(out)
-    if not (out / "train_summary.json").is_file() or not (out / "model").is_dir():
-        train(TrainConfig.from_dict(cfg).validate())
+def _trained(p: dict, out: Path) -> dict:
+    cfg = {**train_config(p["profile"], p["overrides"], p["pairs_dir"]), "out": str(out)}
     summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
     keep = ("steps", "pairs_seen", "wall_time_s", "pairs_per_s", "best_val_loss")
     return {"out": str(out), "model_dir": str(out / "model"), "config": cfg,
             "summary": {k: summary[k] for k in keep if k in summary}}
+
+
+@cached_task(_train_key, area=lambda p: Path(p["results_dir"]) / "train",
+             done="train_summary.json", result=_trained)
+def train_model(profile: str, overrides: dict, pairs_dir: str, results_dir: str, *,
+                out: Path) -> None:
+    """Train into `out`; the task returns {"out", "model_dir", "config", "summary"}."""
+    from hybrid.train import train
+    from hybrid.train.config import resolve
+
+    train(resolve(profile, {**overrides, "data.pairs": str(pairs_dir), "out": str(out)},
+                  require_io=True))

@@ -219,6 +219,6 @@ def pipeline_run(stack_session) -> dict:
     import json
 
     d = stack_session
-    out = d.run("hybrid-pipeline/tiny", model=d.model, results_dir=d.results("pipeline"))
+    out = d.run("hybrid-pipeline/tiny", overrides={"model.model": d.model}, results_dir=d.results("pipeline"))
     latest = json.loads((Path(d.results("pipeline")) / "latest.json").read_text())
     return {**out, "results": d.results("pipeline"), "latest": latest}  # later runs rewrite it

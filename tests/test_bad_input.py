@@ -218,7 +218,7 @@ def test_registry_alias_that_does_not_exist(tiny, tmp_path, tmp_path_factory, mo
     """`models:/NAME@ALIAS` for an alias the registry lacks (a real sqlite MLflow store)."""
     pytest.importorskip("mlflow")
     from hybrid.model import resolve
-    from tasks.registry import resolve_models_uri
+    from tasks.mlflow_registry import resolve_models_uri
 
     store = tmp_path_factory.mktemp("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")

@@ -12,8 +12,8 @@ import pytest
 
 from flows.common import BENCHMARK_CHOICES, benchmark_plan, default_benchmarks
 from hybrid.errors import HybridError
+from hybrid.evaluation.metric_names import flat_metrics
 from tasks.hashing import tree_hash
-from tasks.tracking import flat_metrics
 
 MTEB_TASK = Path(__file__).parent / "fixtures" / "mteb" / "local_tasks.py"
 
@@ -117,7 +117,7 @@ def test_pipeline_logs_the_tatoeba_metrics_with_its_run(pipeline_run, deployed, 
 
     versions = len(MlflowClient().search_model_versions("name='hybrid-retriever'"))
     results = deployed.results("benchmarks-pipeline")
-    out = deployed.run("hybrid-pipeline/tiny", model=deployed.model, results_dir=results,
+    out = deployed.run("hybrid-pipeline/tiny", overrides={"model.model": deployed.model}, results_dir=results,
                        experiment="hybrid-pipeline-benchmarks",
                        benchmarks=[f"tatoeba:{small_tatoeba}?langs=de,es"])
     assert out["tasks"]["benchmark-tatoeba"] == "Completed", out["tasks"]
@@ -164,7 +164,7 @@ def test_evaluate_flow_logs_tatoeba_and_mteb_metrics(deployed, small_tatoeba):
 @pytest.mark.slow
 def test_unknown_benchmark_fails_the_flow_before_anything_is_written(deployed):
     results = Path(deployed.results("benchmarks-bad"))
-    out = deployed.run("hybrid-pipeline/tiny", completed=False, model=deployed.model,
+    out = deployed.run("hybrid-pipeline/tiny", completed=False, overrides={"model.model": deployed.model},
                        results_dir=str(results), experiment="hybrid-pipeline-bad",
                        benchmarks=["tatoeba", "tatoba"])
     state = out["flow_run"].state

@@ -45,14 +45,14 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
 
 
 def test_an_unreachable_registry_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):
-    """MLflow's client alone retries for minutes; the resolver bounds it (tasks.tracking_server)."""
+    """MLflow's client alone retries for minutes; the resolver bounds it (tasks.mlflow_server)."""
     pytest.importorskip("mlflow")
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
     from hybrid.model import resolve
     from infra.stack import free_port
-    from tasks.registry import resolve_models_uri
-    from tasks.tracking_server import HTTP_DEFAULTS
+    from tasks.mlflow_registry import resolve_models_uri
+    from tasks.mlflow_server import HTTP_DEFAULTS
 
     for key in HTTP_DEFAULTS:
         monkeypatch.delenv(key, raising=False)

@@ -26,8 +26,8 @@ def compared(stack_session):
     runs two at once and evaluates the four models in one fan-out."""
     d = stack_session
     results = Path(d.results("compare"))
-    out = d.run("hybrid-compare/compare-tiny", model=d.model, results_dir=str(results),
-                parallel=3, cpus_per_worker=1, timeout=900)
+    out = d.run("hybrid-compare/compare-tiny", results_dir=str(results), parallel=3, timeout=900,
+                overrides={"model.model": d.model, "run.workers": 1, "run.cpus_per_worker": 1})
     latest = json.loads((results / "compare" / "latest.json").read_text())
     return {"tasks": [(t.name, t.state.name) for t in out["task_runs"]], "latest": latest}
 
@@ -123,7 +123,8 @@ def test_a_retried_child_run_is_not_logged_twice(compared, deployed):
     finished child; an unfinished child of an earlier attempt is deleted, not kept beside it."""
     import mlflow
 
-    from tasks.compare import PARENT_TAG, log_child_run
+    from tasks.compare import log_child_run
+    from tasks.mlflow_runs import PARENT_TAG
 
     client = mlflow.MlflowClient()
     latest = compared["latest"]

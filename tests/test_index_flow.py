@@ -37,7 +37,7 @@ def _log(seed: int, value: float, tmp: Path) -> str:
     import mlflow
 
     from hybrid.model import make_tiny_model
-    from tasks.registry import log_retriever
+    from tasks.mlflow_registry import log_retriever
 
     exp = mlflow.set_experiment("test-index-flow")
     with mlflow.start_run(experiment_id=exp.experiment_id):
@@ -47,7 +47,7 @@ def _log(seed: int, value: float, tmp: Path) -> str:
 
 
 def _promote(version: str) -> None:
-    from tasks.registry import promote
+    from tasks.mlflow_registry import promote
 
     assert promote(version, name=NAME, metric=METRIC).alias == "champion"
 

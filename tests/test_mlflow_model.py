@@ -35,7 +35,7 @@ def champion(tmp_path_factory):
     import mlflow
 
     from hybrid.model import make_tiny_model
-    from tasks.registry import log_retriever, promote
+    from tasks.mlflow_registry import log_retriever, promote
 
     stack = Stack(tmp_path_factory.mktemp("mlflow-model") / "state")
     stack.ports({"prefect": free_port(), "mlflow": free_port(), "ray": free_port()})
@@ -102,7 +102,7 @@ def test_pyfunc_predict_returns_embeddings(champion):
 def test_models_uri_resolves_to_the_logged_directory(champion, monkeypatch, tmp_path):
     from hybrid.encoder import BiEncoder
     from tasks.hashing import tree_hash
-    from tasks.registry import resolve_models_uri
+    from tasks.mlflow_registry import resolve_models_uri
 
     monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
     got = resolve_models_uri(MODEL_URI)
@@ -117,7 +117,7 @@ def test_models_uri_resolves_to_the_logged_directory(champion, monkeypatch, tmp_
 def test_versions_logged_as_pyfunc_still_resolve(tmp_path):
     """The layout of versions registered before the flavor change: artifacts/<dir>/."""
     from hybrid.errors import HybridError
-    from tasks.registry import _hf_dir_in
+    from tasks.mlflow_registry import _hf_dir_in
 
     (tmp_path / "artifacts" / "model").mkdir(parents=True)
     (tmp_path / "artifacts" / "model" / "config.json").write_text("{}")

@@ -69,7 +69,7 @@ def test_pipeline_run_completes_and_logs_everything(pipeline_run, deployed):
 def test_identical_rerun_hits_every_cache_and_adds_no_version(pipeline_run, deployed):
     from mlflow import MlflowClient
 
-    second = deployed.run("hybrid-pipeline/tiny", model=deployed.model,
+    second = deployed.run("hybrid-pipeline/tiny", overrides={"model.model": deployed.model},
                           results_dir=pipeline_run["results"])
     assert second["tasks"] and all(s == "Cached" for s in second["tasks"].values()), \
         second["tasks"]
@@ -83,7 +83,7 @@ def test_weekly_retrain_on_unchanged_data_registers_nothing_new(pipeline_run, de
     import mlflow
     from mlflow import MlflowClient
 
-    tiny = {"profile": "tiny", "workers": 2, "model": deployed.model,
+    tiny = {"profile": "tiny", "overrides": {"run.workers": 2, "model.model": deployed.model},
             "sources": ["xquad-r:../shared/data/lareqa/xquad-r?langs=en,de,es"],
             "benchmarks": {"xquad-r": "../shared/data/lareqa/xquad-r",
                            "mlqa-r": "../shared/data/lareqa/mlqa-r-sample"},
@@ -101,7 +101,7 @@ def test_model_short_of_the_margin_is_challenger(pipeline_run, deployed):
     """Another strategy, with a margin no model can clear: registered, but not champion."""
     from mlflow import MlflowClient
 
-    deployed.run("hybrid-pipeline/tiny", model=deployed.model,
+    deployed.run("hybrid-pipeline/tiny", overrides={"model.model": deployed.model},
                  results_dir=pipeline_run["results"], strategy="x-y", promotion_margin=1.0)
     client = MlflowClient()
     assert len(client.search_model_versions("name='hybrid-retriever'")) == 2

@@ -50,8 +50,8 @@ def _versions_with(model_dir: str) -> list:
     from mlflow import MlflowClient
 
     from tasks.hashing import tree_hash
-    from tasks.registry import MODEL_NAME
-    from tasks.tracking import MODEL_HASH_TAG
+    from tasks.mlflow_registry import MODEL_NAME
+    from tasks.mlflow_runs import MODEL_HASH_TAG
 
     h = tree_hash(model_dir)
     return [v for v in MlflowClient().search_model_versions(f"name='{MODEL_NAME}'")
@@ -70,7 +70,7 @@ def killed(stack_session, pipeline_run, tmp_path_factory) -> dict:
     """Start the tiny pipeline into a fresh results dir, SIGKILL its flow-run process once an
     evaluation task runs, then run the deployment again (to completion)."""
     d = stack_session
-    params = {"model": d.model, "results_dir": d.results("faults"), "experiment": "faults-kill"}
+    params = {"overrides": {"model.model": d.model}, "results_dir": d.results("faults"), "experiment": "faults-kill"}
     # its own embedding cache, so the encoding really runs (and can be caught running)
     job_env = {"HYBRID_CACHE": str(tmp_path_factory.mktemp("faults-cache"))}
     t0 = time.monotonic()
@@ -188,8 +188,8 @@ def test_dead_tracking_server_is_one_line_error_naming_it(tmp_path, monkeypatch)
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
     from infra.stack import free_port
+    from tasks.mlflow_server import HTTP_DEFAULTS, TrackingUnavailable
     from tasks.tracking import log_and_register
-    from tasks.tracking_server import HTTP_DEFAULTS, TrackingUnavailable
 
     for key in HTTP_DEFAULTS:
         monkeypatch.delenv(key, raising=False)

@@ -48,7 +48,7 @@ def versions(mlflow_server, tmp_path_factory):
     import mlflow
 
     from hybrid.model import make_tiny_model
-    from tasks.registry import log_retriever, promote
+    from tasks.mlflow_registry import log_retriever, promote
 
     mlflow.set_experiment("test-registry")
     out = {}
@@ -64,7 +64,7 @@ def versions(mlflow_server, tmp_path_factory):
 def test_promotion_gate_keeps_the_best_champion(versions):
     from mlflow import MlflowClient
 
-    from tasks.registry import MODEL_NAME
+    from tasks.mlflow_registry import MODEL_NAME
 
     (v1, _, p1), (v2, _, p2), (v3, _, p3), (v4, _, p4) = (versions[s] for s in (1, 2, 3, 4))
     assert p1.alias == "champion" and p1.previous_champion is None
@@ -81,7 +81,7 @@ def test_promotion_gate_keeps_the_best_champion(versions):
 def test_models_uri_resolves_to_the_champions_weights(versions, monkeypatch, tmp_path):
     from hybrid.encoder import BiEncoder
     from hybrid.model.resolve import _RESOLVERS, register_resolver
-    from tasks.registry import install, resolve_models_uri
+    from tasks.mlflow_registry import install, resolve_models_uri
 
     monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("hybrid.model.resolve._RESOLVERS", dict(_RESOLVERS))
@@ -121,7 +121,7 @@ def test_pyfunc_model_embeds_with_its_signature(versions):
 def test_cli_encodes_with_a_registry_model(versions, tmp_path, mlflow_server):
     """`hybrid encode` reaches the registry through the `hybrid.resolvers` entry point."""
     eps = importlib.metadata.entry_points(group="hybrid.resolvers")
-    assert any(ep.value == "tasks.registry:install" for ep in eps)
+    assert any(ep.value == "tasks.mlflow_registry:install" for ep in eps)
     src = tmp_path / "texts.txt"
     src.write_text("one\ntwo\nthree\n", encoding="utf-8")
     out = tmp_path / "emb.npy"

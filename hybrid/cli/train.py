@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import typing
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,63 +16,97 @@ from hybrid.errors import HybridError
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
-    app.command("train")(train_cmd)
-    app.command("batches")(batches_cmd)
+    """Add this area's commands to the root app; their options are generated from the config
+    dataclasses (`hybrid.train.config.settings`) when the app is built."""
+    app.command("train")(train_command())
+    app.command("batches")(batches_command())
 
 
-def train_cmd(
-    pairs: Annotated[Path, typer.Option("--pairs", help="Directory with pairs.parquet (`hybrid data pairs`).")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory: model/, train_summary.json, train_log.jsonl, ray/.")],
-    profile: Annotated[str, typer.Option("--profile", help="tiny, quick, paper, or a .yaml file.")] = "quick",
-    strategy: Annotated[str | None, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x, en-en or multitask.")] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Share of mono batches for hybrid, in [0, 1].")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Ray Train workers.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="me5-small, a model directory or an HF id.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Maximum training steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (pairs per step).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: where supported).")] = None,
-    freeze_embeddings: Annotated[bool | None, typer.Option("--freeze-embeddings/--no-freeze-embeddings", help="Freeze word embeddings (default: on CPU).")] = None,
-    hard_negatives: Annotated[int | None, typer.Option("--hard-negatives", help="Hard negatives per pair.")] = None,
-    grad_cache_chunk: Annotated[int | None, typer.Option("--grad-cache-chunk", help="Gradient caching: embed this many texts at a time (memory independent of --batch-size; about one more forward pass).")] = None,
-    val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every k steps.")] = None,
-    patience: Annotated[int | None, typer.Option("--patience", help="Evaluations without improvement before stopping.")] = None,
-    max_failures: Annotated[int | None, typer.Option("--max-failures", help="Worker failures to recover from.")] = None,
-    storage_path: Annotated[Path | None, typer.Option("--storage-path", help="Ray Train storage (default OUT/ray); a rerun with the same one resumes.")] = None,
-) -> None:
-    """Train a bi-encoder with hybrid batches on Ray Train; resumes from its storage path."""
-    from hybrid.io import check_output, output_lock
-    from hybrid.train import load_profile, train
-
-    check_output(out, "dir", what="--out")
-    cfg = load_profile(profile).override(**{
-        "data.pairs": str(pairs), "out": str(out), "data.strategy": strategy, "data.alpha": alpha,
-        "run.workers": workers, "model.model": model, "run.steps": steps,
-        "data.batch_size": batch_size, "run.seed": seed, "run.bf16": bf16,
-        "model.freeze_embeddings": freeze_embeddings, "data.hard_negatives": hard_negatives,
-        "data.grad_cache_chunk": grad_cache_chunk,
-        "run.val_every": val_every, "run.patience": patience, "run.max_failures": max_failures,
-        "run.storage_path": None if storage_path is None else str(storage_path),
-    })
-    with output_lock(out):
-        result = train(cfg)
-    s = json.loads((result / "train_summary.json").read_text(encoding="utf-8"))
-    best = s["best_val_loss"]
-    typer.echo(f"trained {s['steps']} steps ({s['pairs_seen']} pairs, {s['pairs_per_s']} pairs/s); "
-               f"best validation loss {best if best is not None else 'n/a'}; model in {result / 'model'}")
+def _option(dotted: str, f: dataclasses.Field, hint: Any) -> inspect.Parameter:
+    """The Typer option of one setting: `--<name>` (underscores as dashes), `--x/--no-x` for a
+    flag, repeatable for a list; default None (keep the profile's value)."""
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    kind = kinds[0]
+    flag = "--" + f.name.replace("_", "-")
+    decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[kind | None, typer.Option(decl, help=f.metadata.get("help"))])
 
 
-def batches_cmd(
-    pairs: Annotated[Path, typer.Option("--pairs", help="Directory with pairs.parquet (`hybrid data pairs`).")],
-    out: Annotated[Path, typer.Option("--out", help="JSON-lines file, one batch per line.")],
-    strategy: Annotated[str, typer.Option("--strategy", help="hybrid, x-x-mono, x-y, x-x, en-en or multitask.")] = "hybrid",
-    alpha: Annotated[float, typer.Option("--alpha", help="Share of mono batches for hybrid, in [0, 1].")] = 0.5,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 32,
-    steps: Annotated[int | None, typer.Option("--steps", help="Batches to write (default: one epoch).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-) -> None:
-    """Write the batches a training run would draw (no training), one JSON line each."""
+def setting_options(names: list[str] | None = None) -> dict[str, inspect.Parameter]:
+    """{dotted setting: its option} for every setting (or those in `names`); field names are
+    unique over the sections, so each is its own `--name`."""
+    from hybrid.train.config import settings
+
+    found = [(d, f, h) for d, f, h in settings() if names is None or d in names]
+    params = {d: _option(d, f, h) for d, f, h in found}
+    clash = sorted({p.name for p in params.values() if [q.name for q in params.values()].count(p.name) > 1})
+    if clash:
+        raise RuntimeError(f"config fields share an option name: {clash}")
+    return params
+
+
+def train_command():
+    """`hybrid train`: --profile plus one option per setting, each overriding the profile."""
+    options = setting_options()
+    dotted = {p.name: d for d, p in options.items()}
+    profile = inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default="quick",
+                                annotation=Annotated[str, typer.Option("--profile", help="tiny, quick, paper, or a .yaml file.")])
+
+    def train_cmd(**values: Any) -> None:
+        """Train a bi-encoder with hybrid batches on Ray Train; resumes from its storage path.
+        Every option overrides the profile's value (see docs/training.md)."""
+        from hybrid.io import check_output, output_lock
+        from hybrid.train import train
+        from hybrid.train.config import resolve
+
+        prof = values.pop("profile")
+        overrides = {dotted[k]: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        if overrides.get("run.callbacks") == []:
+            overrides["run.callbacks"] = None  # none given: keep the profile's
+        if overrides.get("out") is not None:
+            check_output(Path(overrides["out"]), "dir", what="--out")
+        cfg = resolve(prof, overrides, require_io=True)
+        out = Path(cfg.out)
+        with output_lock(out):
+            result = train(cfg)
+        s = json.loads((result / "train_summary.json").read_text(encoding="utf-8"))
+        best = s["best_val_loss"]
+        typer.echo(f"trained {s['steps']} steps ({s['pairs_seen']} pairs, {s['pairs_per_s']} pairs/s); "
+                   f"best validation loss {best if best is not None else 'n/a'}; model in {result / 'model'}")
+
+    train_cmd.__signature__ = inspect.Signature([profile, *options.values()])  # type: ignore[attr-defined]
+    return train_cmd
+
+
+def batches_command():
+    """`hybrid batches`: the sampling settings' options (generated like `hybrid train`'s),
+    defaulting to the dataclasses' defaults."""
+    options = setting_options(["data.strategy", "data.alpha", "data.batch_size", "run.seed"])
+    dotted = {p.name: d for d, p in options.items()}
+    fixed = [
+        inspect.Parameter("pairs", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
+            Path, typer.Option("--pairs", help="Directory with pairs.parquet (`hybrid data pairs`).")]),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
+            Path, typer.Option("--out", help="JSON-lines file, one batch per line.")]),
+        inspect.Parameter("steps", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            int | None, typer.Option("--steps", help="Batches to write (default: one epoch).")]),
+    ]
+
+    def batches_cmd(pairs: Path, out: Path, steps: int | None, **values: Any) -> None:
+        """Write the batches a training run would draw (no training), one JSON line each."""
+        from hybrid.train.config import TrainConfig
+
+        cfg = TrainConfig().override(**{dotted[k]: v for k, v in values.items()})
+        _write_batches(pairs, out, steps, cfg.data.strategy, cfg.data.alpha, cfg.data.batch_size,
+                       cfg.run.seed)
+
+    batches_cmd.__signature__ = inspect.Signature([*fixed, *options.values()])  # type: ignore[attr-defined]
+    return batches_cmd
+
+
+def _write_batches(pairs: Path, out: Path, steps: int | None, strategy: str, alpha: float,
+                   batch_size: int, seed: int) -> None:
     from hybrid.io import check_output, write_text
     from hybrid.sampling import HybridBatchSampler
     from hybrid.train.data import load_table

@@ -105,6 +105,14 @@ def _languages(spec: BenchmarkSpec, languages) -> list[str]:
     return langs
 
 
+def download_benchmark_files(name: str, source: str | Path | None,
+                             languages: list[str] | None = None) -> dict[str, dict]:
+    """Fetch (or find) benchmark `name`'s files for `languages` (default: all of it) from
+    `source` (`resolve_files`); sha256-checked, cached in the user cache."""
+    spec = benchmark_spec(name)
+    return resolve_files(spec, source, _languages(spec, languages))
+
+
 def resolve_files(spec: BenchmarkSpec, source: str | Path | None, languages: list[str]) -> dict[str, dict]:
     """Map each language to {"path", "url", "sha256"}: a local file or a cached download.
 

@@ -118,7 +118,7 @@ def _index_params(index, n: int) -> dict:
 
 def _registry_from_path(spec: str, model_dir: Path) -> dict | None:
     """{"name", "version"} of a `models:/` spec whose resolved directory is the registry
-    resolver's cache `.../<name>/v<version>` (tasks/registry.py), else None."""
+    resolver's cache `.../<name>/v<version>` (tasks/mlflow_registry.py), else None."""
     if not spec.startswith("models:/"):
         return None
     m = re.fullmatch(r"v(\d+)", Path(model_dir).name)

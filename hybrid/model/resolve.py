@@ -51,7 +51,7 @@ def load_resolver_plugins() -> None:
     """Let installed packages add URI schemes, once per process.
 
     Each entry point of group `hybrid.resolvers` is a callable taking `register_resolver`
-    (this project's `tasks.registry:install` adds `models:/` for the MLflow registry). A
+    (this project's `tasks.mlflow_registry:install` adds `models:/` for the MLflow registry). A
     broken plugin warns and never breaks local models.
     """
     global _PLUGINS_LOADED

@@ -10,78 +10,98 @@ and `run` (steps, validation, hardware, Ray storage). A profile is a YAML file i
 from __future__ import annotations
 
 import dataclasses
-import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hybrid.errors import HybridError
-from hybrid.sampling import STRATEGIES
+from hybrid.sampling import STRATEGIES, check_sampling
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
+    """A config field and its help text: the one declaration `hybrid train --<name>` (its
+    option is generated from the field: hybrid/cli/train.py), the flows' dotted
+    `overrides` ("section.name") and the profiles' YAML keys all derive from."""
+    meta = {"help": help}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ModelArgs:
     """The encoder: a model spec (`hybrid.model.resolve_model`) and its BiEncoder settings."""
 
-    model: str = "me5-small"
+    model: str = setting("me5-small", "The starting model: me5-small, a model directory, an HF id "
+                         "or a models:/ URI.")
     # None: from the starting model's directory (hybrid_encoder.json; for a known baseline
     # such as LaBSE or XLM-R, `with_baseline_settings`' table; else mean, "query: ", "passage: ")
-    pooling: str | None = None
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
-    max_query_len: int = 64
-    max_passage_len: int = 128
-    freeze_embeddings: bool | None = None  # None: frozen on CPU, trained on GPU
+    pooling: str | None = setting(None, "Pooling: mean or cls (default: the model's own).")
+    query_prefix: str | None = setting(None, 'Query prefix (default: the model\'s own, else "query: ").')
+    passage_prefix: str | None = setting(None, 'Passage prefix (default: the model\'s own, else "passage: ").')
+    max_query_len: int = setting(64, "Maximum query length in tokens.")
+    max_passage_len: int = setting(128, "Maximum passage length in tokens.")
+    freeze_embeddings: bool | None = setting(None, "Freeze word embeddings (default: on CPU).")
 
 
 @dataclass
 class DataArgs:
     """The pairs table, how batches are drawn, and the held-out validation ids."""
 
-    pairs: str | None = None     # a directory holding pairs.parquet (`hybrid data pairs`)
-    strategy: str = "hybrid"
-    alpha: float = 0.5
-    batch_size: int = 32         # global: pairs per step over all workers
-    hard_negatives: int = 0      # per pair, from the table's hard_negatives column
-    val_ids: int = 160           # xling_ids per dataset held out for validation
-    val_batches: int = 6         # validation batches (of batch_size) per evaluation
+    pairs: str | None = setting(None, "Directory with pairs.parquet (`hybrid data pairs`).")
+    strategy: str = setting("hybrid", f"Batch strategy: {', '.join(STRATEGIES)}.")
+    alpha: float = setting(0.5, "Share of mono batches for hybrid, in [0, 1].")
+    batch_size: int = setting(32, "Global batch size: pairs per step over all workers.")
+    hard_negatives: int = setting(0, "Hard negatives per pair (the table's hard_negatives column).")
+    val_ids: int = setting(160, "xling_ids per dataset held out for validation.")
+    val_batches: int = setting(6, "Validation batches (of batch size) per evaluation.")
     # Gradient caching (hybrid.train.grad_cache): embed this many texts at a time, so memory
     # does not grow with batch_size; None: one forward/backward over the local batch.
-    grad_cache_chunk: int | None = None
+    grad_cache_chunk: int | None = setting(
+        None, "Gradient caching: embed this many texts at a time (memory independent of "
+        "--batch-size; about one more forward pass).")
 
 
 @dataclass
 class OptimArgs:
     """InfoNCE and AdamW (lr and weight decay as in the paper), linear warmup then decay."""
 
-    temperature: float = 0.05
-    lr: float = 3e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 10
-    max_grad_norm: float = 1.0
+    temperature: float = setting(0.05, "InfoNCE temperature.")
+    lr: float = setting(3e-5, "AdamW learning rate.")
+    weight_decay: float = setting(0.01, "AdamW weight decay.")
+    warmup_steps: int = setting(10, "Linear warmup steps.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
 
 
 @dataclass
 class RunArgs:
     """Length, validation and early stopping, hardware, and Ray Train storage."""
 
-    steps: int = 130
-    val_every: int = 25
-    patience: int = 3            # evaluations without a new best validation loss
-    seed: int = 0
-    bf16: bool | None = None     # None: bf16 autocast where the hardware supports it
-    workers: int = 1
-    use_gpu: bool | None = None  # None: when the cluster has a GPU per worker
-    cpus_per_worker: int | None = None  # None: the machine's cores / workers (local Ray)
-    storage_path: str | None = None     # None: <out>/ray
-    name: str = "train"          # Ray run name under storage_path
-    max_failures: int = 0        # FailureConfig: restarts from the latest checkpoint
-    keep_checkpoints: int = 2
+    steps: int = setting(130, "Maximum training steps.")
+    val_every: int = setting(25, "Validate every k steps.")
+    patience: int = setting(3, "Evaluations without a new best validation loss before stopping.")
+    seed: int = setting(0, "Seed of sampling, initialisation and dropout.")
+    bf16: bool | None = setting(None, "bf16 autocast (default: where the hardware supports it).")
+    workers: int = setting(1, "Ray Train workers.")
+    use_gpu: bool | None = setting(None, "One GPU per worker (default: when the cluster has them).")
+    cpus_per_worker: int | None = setting(None, "CPUs per worker (default: the machine's cores / workers).")
+    storage_path: str | None = setting(None, "Ray Train storage (default OUT/ray); a rerun with the "
+                                       "same one resumes.")
+    name: str = setting("train", "Ray run name under the storage path.")
+    max_failures: int = setting(0, "Worker failures to recover from (restart from the latest checkpoint).")
+    keep_checkpoints: int = setting(2, "Checkpoints kept.")
     # Per-step hooks: importable "module:function" specs, called as fn(trainer, record)
     # after every step on every worker (hybrid.train.core).
-    callbacks: list[str] = field(default_factory=list)
+    callbacks: list[str] = setting(help="Per-step hook module:function, called as fn(trainer, "
+                                   "record) on every worker (repeatable).", factory=list)
+
+
+#: The config's sections, by name: `TrainConfig.from_dict`, the CLI's options and the flows'
+#: override check read the fields from here.
+SECTIONS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "optim": OptimArgs, "run": RunArgs}
 
 
 @dataclass
@@ -92,27 +112,27 @@ class TrainConfig:
     data: DataArgs = field(default_factory=DataArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
     run: RunArgs = field(default_factory=RunArgs)
-    out: str | None = None
+    out: str | None = setting(None, "Output directory: model/, train_summary.json, train_log.jsonl, ray/.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> TrainConfig:
-        """Build from nested dicts; unknown sections or fields are errors."""
-        kinds = {"model": ModelArgs, "data": DataArgs, "optim": OptimArgs, "run": RunArgs}
-        args: dict[str, Any] = {}
+        """Build from nested dicts (sections of `SECTIONS`, and `out`); a section left out
+        keeps its defaults; unknown sections or fields are errors."""
+        args: dict[str, Any] = {name: kind() for name, kind in SECTIONS.items()}
         for key, value in (d or {}).items():
             if key == "out":
                 args["out"] = None if value is None else str(value)
-            elif key in kinds:
-                known = {f.name for f in dataclasses.fields(kinds[key])}
+            elif key in SECTIONS:
+                known = {f.name for f in dataclasses.fields(SECTIONS[key])}
                 bad = sorted(set(value or {}) - known)
                 if bad:
                     raise HybridError(f"{where}: unknown field(s) {', '.join(f'{key}.{b}' for b in bad)}")
-                args[key] = kinds[key](**(value or {}))
+                args[key] = SECTIONS[key](**(value or {}))
             else:
-                raise HybridError(f"{where}: unknown section {key!r} (expected model, data, optim, run, out)")
+                raise HybridError(f"{where}: unknown section {key!r} (expected {', '.join(SECTIONS)}, out)")
         return cls(**args)
 
     def override(self, **dotted: Any) -> TrainConfig:
@@ -124,28 +144,29 @@ class TrainConfig:
             section, _, name = key.partition(".")
             if name:
                 if section not in d or name not in d[section]:
-                    raise HybridError(f"config: unknown field {key!r}")
+                    raise HybridError(f"config: unknown field {key!r} (fields: `hybrid train --help`, "
+                                      "hybrid/train/config.py)")
+                _check_type(key, value, typing.get_type_hints(SECTIONS[section])[name])
                 d[section][name] = value
-            else:
+            elif section == "out":
                 d[section] = value
+            else:
+                raise HybridError(f"config: unknown field {key!r} (expected section.name)")
         return TrainConfig.from_dict(d)
 
-    def validate(self) -> TrainConfig:
-        """Raise HybridError (naming the field) for values training cannot use."""
+    def validate(self, require_io: bool = True) -> TrainConfig:
+        """Raise HybridError (naming the field) for values training cannot use; without
+        `require_io`, `data.pairs` and `out` may still be unset (a flow checks its settings
+        before it has built the pairs table)."""
         def need(ok: bool, what: str) -> None:
             if not ok:
                 raise HybridError(what)
 
         m, da, o, r = self.model, self.data, self.optim, self.run
-        need(da.pairs is not None, "--pairs: required (a directory from `hybrid data pairs`)")
-        need(self.out is not None, "--out: required")
-        need(da.strategy in STRATEGIES, f"--strategy: unknown {da.strategy!r} (choose from {', '.join(STRATEGIES)})")
-        need(isinstance(da.alpha, (int, float)) and math.isfinite(da.alpha) and 0 <= da.alpha <= 1,
-             f"--alpha: must be in [0, 1], got {da.alpha!r}")
-        need(da.batch_size >= 2, f"--batch-size: must be >= 2, got {da.batch_size}")
-        need(r.workers >= 1, f"--workers: must be >= 1, got {r.workers}")
-        need(da.batch_size % r.workers == 0,
-             f"--batch-size: {da.batch_size} is not divisible by the {r.workers} workers")
+        if require_io:
+            need(da.pairs is not None, "--pairs: required (a directory from `hybrid data pairs`)")
+            need(self.out is not None, "--out: required")
+        check_sampling(da.strategy, da.alpha, da.batch_size, r.workers)
         need(da.hard_negatives >= 0, f"data.hard_negatives: must be >= 0, got {da.hard_negatives}")
         need(da.val_ids >= 0 and da.val_batches >= 1, "data.val_ids must be >= 0 and data.val_batches >= 1")
         need(r.steps >= 1, f"--steps: must be >= 1, got {r.steps}")
@@ -162,6 +183,48 @@ class TrainConfig:
              f"run.callbacks: expected a list of 'module:function' strings, got {r.callbacks!r}")
         need(m.max_query_len >= 3 and m.max_passage_len >= 3, "model: max lengths must be >= 3")
         return self
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    """HybridError unless `value` fits the field's type (an int where a float is declared is
+    fine; a bool is not an int)."""
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    for kind in kinds:
+        base = typing.get_origin(kind) or kind
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if base in (str, bool) and isinstance(value, base):
+            return
+        if base is list and isinstance(value, list):
+            return
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise HybridError(f"config: {key} must be {names}, got {value!r}")
+
+
+def settings() -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every setting as (dotted name, field, type): `model.model`, ..., `run.callbacks`, `out`.
+    The CLI generates `hybrid train`'s options from this list."""
+    out = []
+    for section, kind in SECTIONS.items():
+        hints = typing.get_type_hints(kind)
+        out += [(f"{section}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(kind)]
+    out_field = next(f for f in dataclasses.fields(TrainConfig) if f.name == "out")
+    return out + [("out", out_field, typing.get_type_hints(TrainConfig)["out"])]
+
+
+def resolve(profile: str, overrides: dict[str, Any] | None = None, require_io: bool = False) -> TrainConfig:
+    """The profile (`load_profile`) with dotted `overrides` applied (None values skipped),
+    validated: the one way the CLI, the training task and the flows turn settings into a
+    config. Raises HybridError naming a bad profile, field or value."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise HybridError(f"overrides: expected a mapping of dotted fields to values, got {overrides!r}")
+    try:
+        cfg = load_profile(profile).override(**(overrides or {}))
+    except TypeError as exc:
+        raise HybridError(f"overrides: {exc}") from None
+    return cfg.validate(require_io=require_io)
 
 
 def profile_names() -> list[str]:
