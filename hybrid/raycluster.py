@@ -12,6 +12,9 @@
   Connection refused`. (Ray alone retries an unreachable GCS 20 times at ~40 s each.)
 - Otherwise start a local Ray (no dashboard) that the caller shuts down: `ensure_ray`
   returns True then, and `ray_session` shuts it down at exit.
+
+`quiet_session()` is the `ray_session` of encoding and evaluation (all of this machine's
+CPUs for a local start, workers' output not forwarded, the caller's logging untouched).
 """
 
 from __future__ import annotations
@@ -178,3 +181,11 @@ def ray_session(num_cpus: int | None = None, *, log_to_driver: bool = True,
     finally:
         if started:
             ray.shutdown()
+
+
+def quiet_session() -> contextlib.AbstractContextManager[bool]:
+    """`ray_session` as encoding and evaluation use it: a local start gets all of this
+    machine's CPUs, workers' output is not forwarded to the driver and the caller's logging
+    is left as it is. An evaluation holds one for its whole run, so that its many
+    `encode_texts` calls share one Ray instead of each starting and stopping its own."""
+    return ray_session(os.cpu_count(), log_to_driver=False, configure_logging=False)

@@ -23,8 +23,9 @@ import pandas as pd
 from hybrid.evaluation.encode import encode_texts, model_fingerprint
 from hybrid.evaluation.matrix import score_matrix
 from hybrid.evaluation.metrics import per_query
-from hybrid.evaluation.results import check_out, macro, md_table, ray_session, write_result
+from hybrid.evaluation.results import check_out, macro, md_table, write_result
 from hybrid.evaluation.trec import write_trec
+from hybrid.raycluster import quiet_session
 
 BITEXT_METRICS = ("accuracy@1", "mrr@10")
 KIND = "query"  # both sides (symmetric task, e5 convention)
@@ -75,7 +76,7 @@ def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
     counts: dict[str, dict] = {}
     runs, qrels = [], []
     t_enc = 0.0
-    with ray_session():
+    with quiet_session():
         for p in bitext.pairs:
             t = time.perf_counter()
             for side in (p.src, p.tgt):  # each side's distinct texts are encoded once

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -181,10 +180,9 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
         return
     import ray
 
-    from hybrid.raycluster import ensure_ray
+    from hybrid.raycluster import quiet_session
 
-    started = ensure_ray(os.cpu_count(), log_to_driver=False, configure_logging=False)
-    try:
+    with quiet_session():
         res = ray.cluster_resources()
         total_cpus = max(1, int(res.get("CPU", 1)))
         cpus = max(1, total_cpus // min(len(todo), total_cpus))
@@ -204,9 +202,6 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
                 del pending[gen]
                 yield name, Embeddings(ids[rows], np.concatenate(chunks))
         bar.close()
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _encode_chunks(model_dir: str, texts: list[str], kind: str, batch_size: int, bf16: bool,

@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 from hybrid.errors import HybridError
 from hybrid.evaluation.encode import encode_texts, model_fingerprint
 from hybrid.evaluation.metrics import METRICS, per_query
-from hybrid.evaluation.results import check_out, macro, md_table, ray_session, write_result
+from hybrid.evaluation.results import check_out, macro, md_table, write_result
 from hybrid.evaluation.search import DenseIndex
 from hybrid.evaluation.trec import write_trec
 from hybrid.io import write_parquet
+from hybrid.raycluster import quiet_session
 
 HEADLINE = ("ndcg@10", "r@100", "mrr@10", "map")
 
@@ -177,7 +178,7 @@ def evaluate_ir(model, collections, out, *, benchmark: str = "trec", index: str 
     collections = list(collections)
     model_dir = resolve_model(model)
     settings, counts, stats, runs, qrels = {}, {}, {}, [], []
-    with ray_session():
+    with quiet_session():
         for c in collections:
             run, st = retrieve(model_dir, c, depth=depth, chunk_size=chunk_size, index=index,
                                shards=shards, bf16=bf16, batch_size=batch_size, cache=cache,

@@ -8,9 +8,7 @@ presence means the set is complete). `metrics.json` has the LAReQA shape where i
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from pathlib import Path
 
 from hybrid.errors import HybridError
@@ -58,14 +56,3 @@ def fmt(v, pct: bool = False) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
     return f"{100 * v:.1f}" if pct else f"{v:.4f}"
-
-
-@contextlib.contextmanager
-def ray_session():
-    """One Ray for a whole evaluation (encode_texts uses a running Ray as is, so its many
-    calls do not each start and stop one): a running Ray is left alone, RAY_ADDRESS's cluster
-    is connected to (`hybrid.raycluster`), else a local one is started and stopped."""
-    from hybrid.raycluster import ray_session as session
-
-    with session(os.cpu_count(), log_to_driver=False, configure_logging=False):
-        yield
