@@ -177,19 +177,26 @@ def submit_extras(model_dir, extras: list[dict], results: str, shards: int) -> l
     return futures
 
 
-def lareqa_evaluations(model_dir, prepared: dict, eval_splits: dict[str, str], languages,
-                       results: str, shards: int) -> list[dict]:
-    """Encode every prepared LAReQA benchmark (`.map`, each `shards` Ray tasks), then its
-    settings matrix; the matrices' results, in `prepared`'s order."""
+def evaluate_models(model_dirs: list[str], prepared: dict, eval_splits: dict[str, str],
+                    languages, results: str, shards: int, extras: list[dict] = ()) -> list[list[dict]]:
+    """Evaluate every model: the extra benchmarks submitted first (`submit_extras`), then
+    one fan-out encoding every prepared LAReQA benchmark of every model (`.map` over models
+    x benchmarks, each `shards` Ray tasks), then their settings matrices. Per model (in
+    `model_dirs`' order) its results {"benchmark", "out", "summary"}: LAReQA in `prepared`'s
+    order, then the extras in theirs. Raises if any evaluation failed."""
     names = list(prepared)
     dirs = [prepared[n].result() for n in names]
     splits = [eval_splits.get(n, "all") for n in names]
-    encoded = encode_benchmark_task.map(unmapped(model_dir), names, dirs, unmapped(results),
-                                        splits, unmapped(languages), unmapped(max(1, shards)))
+    extra = [submit_extras(md, list(extras), results, shards) for md in model_dirs]
+    jobs = [(md, i) for md in model_dirs for i in range(len(names))]
+    args = ([md for md, _ in jobs], [names[i] for _, i in jobs], [dirs[i] for _, i in jobs],
+            unmapped(results), [splits[i] for _, i in jobs], unmapped(languages))
+    encoded = encode_benchmark_task.map(*args, unmapped(max(1, shards)))
     for f in encoded:  # fan-in: every benchmark encoded (raises if one failed)
         f.result()
-    return [e.result() for e in evaluation_matrix.map(
-        unmapped(model_dir), names, dirs, unmapped(results), splits, unmapped(languages))]
+    matrices = [f.result() for f in evaluation_matrix.map(*args)]
+    return [matrices[k * len(names):(k + 1) * len(names)] + [f.result() for f in extra[k]]
+            for k in range(len(model_dirs))]
 
 
 def cpus_for(workers: int) -> int:
@@ -200,3 +207,17 @@ def cpus_for(workers: int) -> int:
     nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     total = int(sum(nodes))
     return max(1, min(int(max(nodes, default=1)), total // max(1, workers)))
+
+
+def training_overrides(profile: str, overrides: dict | None) -> dict:
+    """The flows' training settings: `profile` plus dotted `overrides` (any field of
+    `hybrid.train.config`, e.g. {"data.strategy": "x-y", "run.steps": 50}), checked before
+    anything runs (HybridError naming the field), with `run.cpus_per_worker` filled from
+    the connected Ray cluster when neither sets it (`cpus_for`)."""
+    from hybrid.train.config import resolve
+
+    cfg = resolve(profile, overrides)
+    out = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if cfg.run.cpus_per_worker is None:
+        out["run.cpus_per_worker"] = cpus_for(cfg.run.workers)
+    return out
