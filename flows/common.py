@@ -3,7 +3,6 @@ the evaluation steps every flow composes the same way, Ray and CPU placement."""
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,16 +62,17 @@ def parse_benchmark(spec: str) -> dict:
     """One entry `NAME[:SOURCE][?langs=a,b&directions=D]` (module `benchmark_plan`) as a dict;
     HybridError (one line, nothing touched) for anything that cannot run."""
     from hybrid.langs import validate_lang
+    from hybrid.spec import parse_options, split_spec
 
     text = str(spec).strip()
-    head, query = (text.rsplit("?", 1) + [""])[:2] if "?" in text else (text, "")
-    name, _, source = head.partition(":")
+    name, source, query = split_spec(text)
+    source, query = source or "", query or ""
     if name not in BENCHMARK_CHOICES:  # checked before the name becomes any path
         where = "" if text == name else f" in {text!r}"
         raise HybridError(f"benchmarks: unknown benchmark {name!r}{where} "
                           f"(choose {', '.join(BENCHMARK_CHOICES)})")
     try:
-        options = dict(urllib.parse.parse_qsl(query, strict_parsing=True)) if query else {}
+        options = parse_options(query)
     except ValueError:
         raise _spec_error(text, f"bad options {query!r} (want key=value&...)") from None
     unknown = sorted(set(options) - _OPTIONS.get(name, set()))

@@ -19,7 +19,6 @@ other sentences of the same paragraph (default 0: the trainer uses in-batch nega
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from hybrid.io import json_error, read_utf8
 from hybrid.langs import validate_lang
 from hybrid.paths import check_data_path, validate_name
 from hybrid.redact import redact
+from hybrid.spec import parse_options, split_spec
 
 KINDS = ("xquad-r", "table", "squad", "mmarco")
 OPTIONS = {
@@ -76,17 +76,15 @@ class SourceSpec:
 
 def parse_source(text: str) -> SourceSpec:
     """Parse one `--source` spec (syntax in the module docstring)."""
-    kind, sep, rest = text.partition(":")
-    if not sep or kind not in KINDS:
+    kind, rest, query = split_spec(text)
+    if rest is None or kind not in KINDS:
         raise HybridError(f"--source {text!r}: expected KIND:LOCATION with KIND one of {', '.join(KINDS)}")
     options: dict[str, str] = {}
-    if "?" in rest:
-        loc, _, query = rest.rpartition("?")
+    if query is not None:
         try:
-            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+            options = parse_options(query, keep_blank=True)
         except ValueError:
             raise HybridError(f"--source {text!r}: bad options {query!r} (want key=value&...)") from None
-        rest, options = loc, dict(pairs)
         if "dataset" in options:
             validate_name(options["dataset"], where=f"--source {text!r}: dataset")
         unknown = set(options) - OPTIONS[kind]
