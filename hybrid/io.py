@@ -238,23 +238,30 @@ def read_utf8(path: str | os.PathLike) -> tuple[bytes, str]:
         raise HybridError(f"{path}: not UTF-8 (invalid byte at offset {exc.start})") from None
 
 
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line without its line end) for each non-blank line of a UTF-8
+    text file (JSONL, TSV, TREC run and qrels files); bytes that are not UTF-8 raise
+    HybridError `{path}: not UTF-8 text (byte N)`."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    yield n, line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise HybridError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed value) for each non-blank line of a UTF-8 JSONL file.
 
     A line that is not JSON raises HybridError `{path}:{n}: not valid JSON (...)`; checking
     the value's shape is the caller's.
     """
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield n, json.loads(line.rstrip("\r\n"))
-                except json.JSONDecodeError as exc:
-                    raise HybridError(f"{path}:{n}: not valid JSON ({json_error(exc, line=False)})") from None
-    except UnicodeDecodeError as exc:
-        raise HybridError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    for n, line in iter_lines(path):
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HybridError(f"{path}:{n}: not valid JSON ({json_error(exc, line=False)})") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

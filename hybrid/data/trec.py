@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybrid.errors import HybridError
-from hybrid.io import iter_jsonl
+from hybrid.io import iter_jsonl, iter_lines
 from hybrid.paths import check_data_path
 
 CorpusChunks = Callable[[int], Iterator[pd.DataFrame]]
@@ -66,15 +66,11 @@ def read_queries_tsv(path) -> pd.DataFrame:
     if not p.is_file():
         raise HybridError(f"{p}: missing (expected qid<TAB>text lines)")
     rows = []
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t", 1)
-            if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-                raise HybridError(f"{p}:{n}: expected 'qid<TAB>text'")
-            rows.append((parts[0].strip(), parts[1].strip()))
+    for n, line in iter_lines(p):
+        parts = line.split("\t", 1)
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise HybridError(f"{p}:{n}: expected 'qid<TAB>text'")
+        rows.append((parts[0].strip(), parts[1].strip()))
     if not rows:
         raise HybridError(f"{p}: empty file")
     df = pd.DataFrame(rows, columns=["qid", "text"])

@@ -16,13 +16,14 @@ scores the two agree exactly (tested against ir_measures).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hybrid.errors import HybridError
-from hybrid.io import write_text
+from hybrid.io import iter_lines, write_text
 
 
 def _doc_column(df: pd.DataFrame) -> str:
@@ -77,6 +78,17 @@ def write_trec(out, run: pd.DataFrame, qrels: pd.DataFrame, tag: str = "hybrid")
     write_qrels(qrels, Path(out) / "qrels.trec")
 
 
+def _records(p: Path, layout: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of a TREC file whose lines are `layout`
+    (whitespace-separated fields); HybridError naming the line for any other field count."""
+    width = len(layout.split())
+    for n, line in iter_lines(p):
+        f = line.split()
+        if len(f) != width:
+            raise HybridError(f"{p}:{n}: expected '{layout}', got {len(f)} fields")
+        yield n, f
+
+
 def read_qrels(path) -> pd.DataFrame:
     """A TREC qrels file (`qid iter docid relevance`, whitespace-separated) as a table
     qid, docid, relevance (int). Malformed lines and repeated (qid, docid) are errors."""
@@ -84,18 +96,12 @@ def read_qrels(path) -> pd.DataFrame:
     if not p.is_file():
         raise HybridError(f"{p}: missing")
     rows = []
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            f = line.split()
-            if len(f) != 4:
-                raise HybridError(f"{p}:{n}: expected 'qid 0 docid relevance', got {len(f)} fields")
-            try:
-                rel = int(f[3])
-            except ValueError:
-                raise HybridError(f"{p}:{n}: relevance {f[3]!r} is not an integer") from None
-            rows.append((f[0], f[2], rel))
+    for n, f in _records(p, "qid 0 docid relevance"):
+        try:
+            rel = int(f[3])
+        except ValueError:
+            raise HybridError(f"{p}:{n}: relevance {f[3]!r} is not an integer") from None
+        rows.append((f[0], f[2], rel))
     if not rows:
         raise HybridError(f"{p}: empty file")
     df = pd.DataFrame(rows, columns=["qid", "docid", "relevance"])
@@ -109,13 +115,6 @@ def read_qrels(path) -> pd.DataFrame:
 def read_run(path) -> pd.DataFrame:
     """A TREC run file as a table qid, docid, rank, score, tag."""
     p = Path(path)
-    rows = []
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            f = line.split()
-            if len(f) != 6:
-                raise HybridError(f"{p}:{n}: expected 'qid Q0 docid rank score tag'")
-            rows.append((f[0], f[2], int(f[3]), float(f[4]), f[5]))
+    rows = [(f[0], f[2], int(f[3]), float(f[4]), f[5])
+            for _, f in _records(p, "qid Q0 docid rank score tag")]
     return pd.DataFrame(rows, columns=["qid", "docid", "rank", "score", "tag"])
