@@ -71,30 +71,24 @@ class EncoderTokenizer:
     max_lens: dict[str, int]
 
     @classmethod
-    def from_pretrained(
-        cls,
-        spec: str | os.PathLike,
-        pooling: str | None = None,
-        query_prefix: str | None = None,
-        passage_prefix: str | None = None,
-        max_query_len: int | None = None,
-        max_passage_len: int | None = None,
-        trust_remote_code: bool = False,
-    ) -> EncoderTokenizer:
-        """Load from any model spec (`hybrid.model.resolve_model`); settings left as None
-        come from the directory (see `BiEncoder.from_pretrained`). Reads the model's files'
-        headers (`check_model_files`), its config and tokenizer; no weights."""
+    def from_pretrained(cls, spec: str | os.PathLike, *, trust_remote_code: bool = False,
+                        **overrides) -> EncoderTokenizer:
+        """Load from any model spec (`hybrid.model.resolve_model`). `overrides`: any of the
+        settings of `BiEncoder.from_pretrained` (`pooling`, `query_prefix`, ...); those left
+        out or None come from the directory. Reads the model files' headers
+        (`check_model_files`), its config and tokenizer; no weights."""
         from transformers import AutoConfig, AutoTokenizer
 
         from hybrid.model.check import check_model_files
         from hybrid.model.resolve import resolve_model
-        from hybrid.model.st_files import read_encoder_settings
+        from hybrid.model.st_files import DEFAULTS, read_encoder_settings
 
+        unknown = sorted(set(overrides) - set(DEFAULTS))
+        if unknown:
+            raise TypeError(f"EncoderTokenizer.from_pretrained: unknown setting(s) {', '.join(unknown)}")
         path = check_model_files(resolve_model(spec), trust_remote_code=trust_remote_code)
         stored = read_encoder_settings(path)
-        given = {"pooling": pooling, "query_prefix": query_prefix,
-                 "passage_prefix": passage_prefix, "max_query_len": max_query_len,
-                 "max_passage_len": max_passage_len}
+        given = {k: overrides.get(k) for k in DEFAULTS}
         settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
         if settings["pooling"] not in ("mean", "cls"):
             raise HybridError(f"pooling: must be 'mean' or 'cls', not {settings['pooling']!r}")
