@@ -101,8 +101,8 @@ def test_model_short_of_the_margin_is_challenger(pipeline_run, deployed):
     """Another strategy, with a margin no model can clear: registered, but not champion."""
     from mlflow import MlflowClient
 
-    deployed.run("hybrid-pipeline/tiny", overrides={"model.model": deployed.model},
-                 results_dir=pipeline_run["results"], strategy="x-y", promotion_margin=1.0)
+    deployed.run("hybrid-pipeline/tiny", overrides={"model.model": deployed.model, "data.strategy": "x-y"},
+                 results_dir=pipeline_run["results"], promotion_margin=1.0)
     client = MlflowClient()
     assert len(client.search_model_versions("name='hybrid-retriever'")) == 2
     assert client.get_model_version_by_alias("hybrid-retriever", "champion").version == "1"

@@ -57,6 +57,9 @@ def test_overrides_are_checked_against_the_fields_and_their_types():
     with pytest.raises(HybridError, match="--strategy: unknown 'mono'"):
         config.resolve("tiny", {"data.strategy": "mono"})
     assert config.resolve("tiny", {"data.alpha": 1, "run.steps": 3}).run.steps == 3
+    assert config.resolve("tiny", {"run.callbacks": ["m:f"]}).run.callbacks == ["m:f"]
+    with pytest.raises(HybridError, match="run.callbacks must be list, got 'm:f'"):
+        config.resolve("tiny", {"run.callbacks": "m:f"})
 
 
 def test_every_setting_has_help_and_its_own_option():

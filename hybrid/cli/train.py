@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import types
 import typing
 from collections import Counter
 from pathlib import Path
@@ -25,8 +26,8 @@ def register(app: typer.Typer) -> None:
 def _option(dotted: str, f: dataclasses.Field, hint: Any) -> inspect.Parameter:
     """The Typer option of one setting: `--<name>` (underscores as dashes), `--x/--no-x` for a
     flag, repeatable for a list; default None (keep the profile's value)."""
-    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    kind = kinds[0]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint
     flag = "--" + f.name.replace("_", "-")
     decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -10,6 +10,7 @@ and `run` (steps, validation, hardware, Ray storage). A profile is a YAML file i
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,8 @@ class TrainConfig:
 def _check_type(key: str, value: Any, hint: Any) -> None:
     """HybridError unless `value` fits the field's type (an int where a float is declared is
     fine; a bool is not an int)."""
-    kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
     for kind in kinds:
         base = typing.get_origin(kind) or kind
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
