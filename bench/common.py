@@ -33,10 +33,25 @@ def pairs_dir(arg: str | None = None) -> Path:
     return out
 
 
+#: CPU flags that decide which precision and kernels are fast (recorded with every result).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu() -> dict:
+    """The CPU model and its flags of `CPU_FLAGS` (from /proc/cpuinfo; empty elsewhere)."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                 platform.processor())
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def machine() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    return {"platform": platform.platform(), "cpu": cpu(), "cpus": os.cpu_count(),
+            "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "load_avg_1min": round(os.getloadavg()[0], 2),
             "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}

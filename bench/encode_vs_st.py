@@ -1,7 +1,9 @@
-"""Benchmark: encoding texts/s, `hybrid.encoder.BiEncoder.encode` vs
-`SentenceTransformer.encode`, on XQuAD-R questions and candidates.
+"""Benchmark: encoding texts/s of each backend (`hybrid.encoder.BiEncoder.encode` on torch,
+`hybrid.onnx_encoder.OnnxEncoder` fp32 and int8) vs `SentenceTransformer.encode`, on XQuAD-R
+questions and candidates.
 
-    python -m bench.encode_vs_st [--model me5-small] [--n 2000] [--batch-size 64] [--rounds 2] [--bf16]
+    python -m bench.encode_vs_st [--model me5-small] [--n 2000] [--batch-size 64] [--rounds 2]
+        [--bf16] [--tools ours,st,onnx,onnx-int8] [--threads N]
 
 Texts: a fixed sample (numpy seed 0) of `--n` questions and `--n` candidate sentences of the
 whole XQuAD-R benchmark (all 11 languages), the texts `hybrid evaluate` encodes. Both sides:
@@ -11,7 +13,10 @@ bfloat16 autocast), length-sorted batches (both sort), no progress bar, torch's 
 threads. Each (tool, round) runs in its own subprocess, interleaved ours, ST, ours, ST; after
 loading, one warm-up batch per kind is encoded, then each kind is timed over all its texts
 (tokenization included). The best round counts (the machine is shared; the best is the
-least disturbed). The two tools' embeddings are compared (minimum cosine).
+least disturbed). Every tool's embeddings are compared with torch's ("ours": minimum cosine).
+The ONNX exports are made (and cached) before the timed rounds. `--threads`: torch's and ONNX
+Runtime's intra-op threads (default: torch's default). The result records the CPU model and
+flags (`bench.common.machine`).
 """
 
 from __future__ import annotations
@@ -47,9 +52,19 @@ def worker(spec_path: str, out_path: str) -> None:
     import torch
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     texts = sample_texts(spec["n"])
     bs, bf16 = spec["batch_size"], spec["bf16"]
-    if spec["tool"] == "ours":
+    if spec["tool"] in ("onnx", "onnx-int8"):
+        from hybrid.onnx_encoder import OnnxEncoder
+
+        onnx = OnnxEncoder.from_pretrained(spec["model_path"], int8=spec["tool"] == "onnx-int8",
+                                           threads=spec.get("threads") or torch.get_num_threads())
+
+        def encode(kind, xs):
+            return onnx.encode(xs, kind, batch_size=bs, show_progress=False)
+    elif spec["tool"] == "ours":
         from hybrid.encoder import BiEncoder
 
         enc = BiEncoder.from_pretrained(spec["model_path"])
@@ -89,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bf16", action="store_true")
-    ap.add_argument("--out", default=str(RESULTS / "encode_vs_st.json"))
+    ap.add_argument("--tools", default="ours,st,onnx,onnx-int8")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=str(RESULTS / "encode_backends.json"))
     args = ap.parse_args(argv)
     if args.worker:
         worker(*args.worker)
@@ -99,36 +116,45 @@ def main(argv: list[str] | None = None) -> int:
     from hybrid.model import resolve_model
 
     model_path = str(resolve_model(args.model))
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    for t in tools:
+        if t.startswith("onnx"):
+            from hybrid.onnx_encoder import export_onnx
+
+            export_onnx(model_path, int8=t == "onnx-int8")  # not timed
     mach = machine()
-    runs: dict[str, list[dict]] = {"ours": [], "st": []}
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
     with tempfile.TemporaryDirectory(prefix="bench-enc-") as emb_dir:
         for rnd in range(args.rounds):
-            for tool in ("ours", "st"):
+            for tool in tools:
                 r = run_worker(MODULE, {"tool": tool, "model_path": model_path, "n": args.n,
                                         "batch_size": args.batch_size, "bf16": args.bf16,
-                                        "emb_dir": emb_dir})
+                                        "emb_dir": emb_dir, "threads": args.threads})
                 runs[tool].append(r)
                 print(f"round {rnd + 1}: {tool:4s} {r['texts_per_s']} texts/s, "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-        min_cos = {}
-        for kind in ("query", "passage"):
-            a = np.load(Path(emb_dir) / f"ours-{kind}.npy")
-            b = np.load(Path(emb_dir) / f"st-{kind}.npy")
-            min_cos[kind] = round(float(np.min(np.sum(a * b, axis=1))), 6)
+        min_cos = {}  # each tool vs torch ("ours")
+        for tool in tools:
+            if tool != "ours" and "ours" in tools:
+                min_cos[tool] = {k: round(float(np.min(np.sum(
+                    np.load(Path(emb_dir) / f"ours-{k}.npy") * np.load(Path(emb_dir) / f"{tool}-{k}.npy"),
+                    axis=1))), 6) for k in ("query", "passage")}
     best = {tool: max(rs, key=lambda r: r["texts_per_s"]["all"]) for tool, rs in runs.items()}
     result = {"bench": "encode_vs_st", "model": args.model, "texts": {"query": args.n, "passage": args.n},
               "batch_size": args.batch_size, "precision": "bf16" if args.bf16 else "fp32",
+              "threads": args.threads or mach["torch_threads"],
               "max_len": MAX_LEN, "rounds": args.rounds, "machine": mach,
-              "ours": {"best": best["ours"], "runs": runs["ours"]},
-              "st": {"best": best["st"], "runs": runs["st"]},
-              "ratio": round(best["ours"]["texts_per_s"]["all"] / best["st"]["texts_per_s"]["all"], 2),
-              "ratio_by_kind": {k: round(best["ours"]["texts_per_s"][k] / best["st"]["texts_per_s"][k], 2)
-                                for k in ("query", "passage")},
-              "min_cosine_ours_vs_st": min_cos}
+              **{t: {"best": best[t], "runs": runs[t]} for t in tools},
+              "min_cosine_vs_torch": min_cos}
+    if "st" in tools:
+        st = best["st"]["texts_per_s"]
+        result["ratio_vs_st"] = {t: round(best[t]["texts_per_s"]["all"] / st["all"], 2) for t in tools}
+        result["ratio_vs_st_by_kind"] = {t: {k: round(best[t]["texts_per_s"][k] / st[k], 2)
+                                             for k in ("query", "passage")} for t in tools}
     result["machine"]["load_avg_1min_after"] = machine()["load_avg_1min"]
     write_json(args.out, result)
-    print(f"ours {best['ours']['texts_per_s']['all']} vs ST {best['st']['texts_per_s']['all']} texts/s "
-          f"= {result['ratio']}x; min cosine {min_cos}")
+    print("; ".join(f"{t} {best[t]['texts_per_s']['all']} texts/s" for t in tools)
+          + f"; vs ST {result.get('ratio_vs_st')}; min cosine vs torch {min_cos}")
     print(f"wrote {args.out}")
     return 0
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hybrid.cli.options import Backend
 from hybrid.errors import HybridError
 
 
@@ -38,6 +39,7 @@ def evaluate_command(
     chunk_size: Annotated[int, typer.Option(
         help="MIRACL/TREC: corpus passages encoded and searched per chunk.")] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
+    backend: Backend = "auto",
 ) -> None:
     """Evaluate a model on a benchmark; writes metrics.json, report.md and more into --out."""
     from hybrid.evaluation.benchmarks import LAREQA, run_benchmark
@@ -55,7 +57,7 @@ def evaluate_command(
                       directions=directions, split=split, split_seed=split_seed,
                       heldout_fraction=heldout_fraction, index=index, depth=depth,
                       chunk_size=chunk_size, trec=trec, shards=shards, bf16=bf16,
-                      batch_size=batch_size)
+                      batch_size=batch_size, backend=backend)
     s = m["summary"]
     if benchmark in LAREQA:
         bias = s["language_bias"]

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from hybrid.cli.options import Backend
+
 model_app = typer.Typer(help="Model files: build the embedded default model.",
                         no_args_is_help=True)
 
@@ -37,11 +39,12 @@ def encode(
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
     bf16: Annotated[bool, typer.Option(help="bfloat16 autocast (faster on recent CPUs).")] = False,
     column: Annotated[str, typer.Option(help="Text field of .jsonl/.parquet input.")] = "text",
+    backend: Backend = "auto",
 ) -> None:
     """Embed texts with a bi-encoder (L2-normalised rows in input order). A centered model
     ('hybrid center') subtracts each text's language mean: the 'lang' field of .jsonl/.parquet
     input, else the nearest language mean."""
-    from hybrid.encoder import BiEncoder, check_kind, read_langs, read_texts, write_embeddings
+    from hybrid.encoder import check_kind, read_langs, read_texts, write_embeddings
     from hybrid.errors import HybridError
     from hybrid.io import check_output
 
@@ -54,7 +57,10 @@ def encode(
     from hybrid.model import resolve_model
 
     model_dir = resolve_model(model)
-    encoder = BiEncoder.from_pretrained(model_dir)
+    from hybrid.evaluation.encode import encoding_backend
+    from hybrid.onnx_encoder import load_encoder
+
+    encoder = load_encoder(model_dir, encoding_backend(backend, bf16))
     emb = encoder.encode(texts, kind, batch_size=batch_size, bf16=bf16)
     centering = Centering.load(model_dir)
     if centering is not None:

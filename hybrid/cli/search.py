@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hybrid.cli.options import Backend
 from hybrid.errors import HybridError
 
 index_app = typer.Typer(help="Build a search index over your corpus.", no_args_is_help=True)
@@ -29,12 +30,14 @@ def build_command(
     chunk_size: Annotated[int, typer.Option(
         help="Passages read and encoded per chunk (bounds the texts in memory).")] = 100_000,
     bf16: Annotated[bool, typer.Option(help="Encode under bfloat16 autocast.")] = False,
+    backend: Backend = "auto",
 ) -> None:
-    """Encode a corpus with a model and write a search index directory."""
+    """Encode a corpus with a model and write a search index directory (queries are later
+    encoded with the same backend)."""
     from hybrid.index import build_index
 
     build_index(model, corpus, out, kind=kind, shards=shards, batch_size=batch_size,
-                chunk_size=chunk_size, bf16=bf16)
+                chunk_size=chunk_size, bf16=bf16, backend=backend)
     m = json.loads((out / "manifest.json").read_text())
     typer.echo(f"indexed {m['index']['count']} passages ({kind}, {m['index']['dim']}-d) in "
                f"{m['seconds']['total']:.0f} s; wrote {out}")

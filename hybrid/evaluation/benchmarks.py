@@ -41,11 +41,11 @@ def run_benchmark(name: str, model, out, *, source=None, languages=None,
                   heldout_fraction: float = 0.5, index: str = "flat", depth: int = 100,
                   chunk_size: int = 100_000, trec: bool = False, shards: int = 1,
                   bf16: bool = False, batch_size: int = 64, cache=None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, backend: str | None = "auto") -> dict:
     """Evaluate `model` on benchmark `name`, writing its outputs into `out` (see the module
     docstring); returns the metrics.json dict."""
     kw = {"shards": shards, "bf16": bf16, "batch_size": batch_size, "cache": cache,
-          "progress": progress}
+          "progress": progress, "backend": backend}
     if name not in BENCHMARK_NAMES:
         raise HybridError(f"--benchmark: unknown benchmark {name!r} (choose {', '.join(BENCHMARK_NAMES)})")
     check_output(out, "dir", what="--out", names=EVAL_FILES)

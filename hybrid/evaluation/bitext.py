@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from hybrid.evaluation.encode import encode_texts, model_fingerprint
+from hybrid.evaluation.encode import encode_texts, encoding_backend, model_fingerprint
 from hybrid.evaluation.matrix import score_matrix
 from hybrid.evaluation.metrics import per_query
 from hybrid.evaluation.results import check_out, macro, md_table, write_result
@@ -59,7 +59,7 @@ def pair_ranks(src: np.ndarray, tgt: np.ndarray, gold: np.ndarray, depth: int = 
 
 def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
                     bf16: bool = False, batch_size: int = 64, cache=None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, backend: str | None = "auto") -> dict:
     """Evaluate `model` on every pair of `bitext`; write report.md, with `trec` also
     run.trec (top 10 per source sentence, qid "{pair}/{line}") and qrels.trec, and last
     metrics.json into `out`. Returns the metrics dict."""
@@ -69,7 +69,7 @@ def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
     out = check_out(out)
     model_dir = resolve_model(model)
     kw = {"shards": shards, "bf16": bf16, "batch_size": batch_size, "cache": cache,
-          "progress": progress}
+          "progress": progress, "backend": encoding_backend(backend, bf16)}
     vectors: dict[str, np.ndarray] = {}  # side -> vectors of its distinct texts
     pools: dict[str, tuple[list[str], np.ndarray]] = {}  # side -> (distinct texts, codes)
     settings: dict[str, dict] = {}
@@ -111,7 +111,7 @@ def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
         "meta": {"model": str(model), "model_dir": str(model_dir),
                  "model_fingerprint": model_fingerprint(model_dir)[:16],
                  "benchmark": bitext.name, **bitext.meta, "kind": KIND,
-                 "pairs": len(bitext.pairs), "shards": shards, "bf16": bf16,
+                 "pairs": len(bitext.pairs), "shards": shards, "bf16": bf16, "backend": kw["backend"],
                  "batch_size": batch_size,
                  "seconds": {"encode": round(t_enc, 3),
                              "total": round(time.perf_counter() - t0, 3)}},

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,24 +60,30 @@ def table_fingerprint(ids, texts) -> str:
 
 
 def cache_entry(model_dir: str | Path, ids, texts, kind: str, *, bf16: bool = False,
-                batch_size: int = 64, cache: str | Path | None = None) -> Path:
-    """The cache directory of one (model, table, kind, precision, batch size)."""
+                batch_size: int = 64, cache: str | Path | None = None,
+                backend: str | None = "auto") -> Path:
+    """The cache directory of one (model, table, kind, backend and precision, batch size);
+    `backend` as `encode_texts` resolves it (`encoding_backend`)."""
     from hybrid.paths import cache_dir
 
+    backend = encoding_backend(backend, bf16)
     root = Path(cache) if cache is not None else cache_dir() / "embeddings"
-    name = f"{kind}-{table_fingerprint(ids, texts)[:16]}-{'bf16' if bf16 else 'fp32'}-b{batch_size}"
+    precision = backend if backend != "torch" else "bf16" if bf16 else "fp32"
+    name = f"{kind}-{table_fingerprint(ids, texts)[:16]}-{precision}-b{batch_size}"
     return root / model_fingerprint(model_dir)[:16] / name
 
 
 def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = False,
                  batch_size: int = 64, cache: str | Path | None = None,
-                 progress: bool = True, langs=None, center: bool = True) -> Embeddings:
+                 progress: bool = True, langs=None, center: bool = True,
+                 backend: str | None = "auto") -> Embeddings:
     """Embeddings of `texts` (rows in input order, keyed by `ids`) with the model `model`
     (a model dir, `me5-small` or an HF id), computed in `shards` Ray tasks or read from
     the cache (`cache` defaults to `{hybrid cache}/embeddings`). A model with centering
     means (`hybrid.centering`) gets them applied (`langs`: each text's language, None
     entries or None for all: inferred) unless `center` is False; the cache holds the raw
-    vectors."""
+    vectors. `backend`: torch, onnx, onnx-int8 or auto (`resolve_backend`; with `bf16`, torch).
+    """
     from hybrid.model import resolve_model
 
     ids = np.asarray(list(ids), dtype=str)
@@ -93,15 +100,40 @@ def encode_texts(model, ids, texts, kind: str, *, shards: int = 1, bf16: bool = 
     model_dir = resolve_model(model)
     if langs is not None and len(langs) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(langs)} languages")
-    raw = _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress)
+    backend = encoding_backend(backend, bf16)
+    raw = _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress, backend)
     centering = Centering.load(model_dir) if center else None
     if centering is None:
         return raw
     return Embeddings(raw.ids, centering.apply(raw.vectors, kind, None if langs is None else list(langs)))
 
 
-def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress) -> Embeddings:
-    entry = cache_entry(model_dir, ids, texts, kind, bf16=bf16, batch_size=batch_size, cache=cache)
+def encoding_backend(backend: str | None, bf16: bool = False) -> str:
+    """The encoding backend: auto is torch under bf16 or where a GPU is visible (here, or in
+    the connected Ray cluster), else `resolve_backend`'s choice."""
+    from hybrid.onnx_encoder import resolve_backend
+
+    if backend in (None, "auto"):
+        if bf16 or _gpu_visible():
+            return "torch"
+    elif backend != "torch" and bf16:
+        raise HybridError(f"--bf16: applies to the torch backend, not {backend}")
+    return resolve_backend(backend)
+
+
+def _gpu_visible() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    ray = sys.modules.get("ray")  # not imported: not connected to any cluster
+    return ray is not None and ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, progress,
+                backend="torch") -> Embeddings:
+    entry = cache_entry(model_dir, ids, texts, kind, bf16=bf16, batch_size=batch_size, cache=cache,
+                        backend=backend)
     complete = _complete_set(entry, ids, shards)
     if complete is not None:
         return complete
@@ -113,7 +145,11 @@ def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, pr
         if n in done and not np.array_equal(done[n].ids, ids[rows]):
             del done[n]
     todo = [(n, rows) for n, rows in zip(names, parts, strict=True) if n not in done]
-    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
+    if todo and backend != "torch":  # exported once, here, before the shards load it
+        from hybrid.onnx_encoder import export_onnx
+
+        export_onnx(model_dir, int8=backend == "onnx-int8")
+    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, backend):
         emb.save(entry, n)
         done[n] = emb
     return _merge([done[n] for n in names], ids)
@@ -174,7 +210,7 @@ def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
     return [order[cuts[i]:cuts[i + 1]] for i in range(shards)]
 
 
-def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
+def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, backend="torch"):
     """Yield (part name, Embeddings) as the Ray tasks finish; the bar moves per chunk."""
     if not todo:
         return
@@ -188,7 +224,7 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
         cpus = max(1, total_cpus // min(len(todo), total_cpus))
         task = _shard_task().options(num_cpus=cpus, num_gpus=1 if res.get("GPU", 0) else 0)
         pending = {task.remote(str(model_dir), [texts[i] for i in rows], kind, batch_size,
-                               bf16, cpus): (n, rows, []) for n, rows in todo}
+                               bf16, cpus, backend): (n, rows, []) for n, rows in todo}
         bar = tqdm(total=sum(len(r) for _, r in todo), desc=f"encode {'queries' if kind == 'query' else 'passages'}", unit="text",
                    disable=not progress)
         while pending:
@@ -205,16 +241,16 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress):
 
 
 def _encode_chunks(model_dir: str, texts: list[str], kind: str, batch_size: int, bf16: bool,
-                   threads: int):
+                   threads: int, backend: str = "torch"):
     """Body of one shard task: encode `texts` (already in the encoder's order), yielding
     float32 chunks of whole batches so that the driver's progress bar moves."""
     import torch
 
-    from hybrid.encoder import BiEncoder
+    from hybrid.onnx_encoder import load_encoder
 
     torch.set_num_threads(max(1, threads))
-    enc = BiEncoder.from_pretrained(model_dir)
-    device = "cuda" if torch.cuda.is_available() else None
+    enc = load_encoder(model_dir, backend, threads=max(1, threads))
+    device = "cuda" if torch.cuda.is_available() and backend == "torch" else None
     step = batch_size * 8
     for a in range(0, max(len(texts), 1), step):  # an empty shard yields one empty chunk
         yield enc.encode(texts[a:a + step], kind, batch_size=batch_size, bf16=bf16,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from hybrid.errors import HybridError
-from hybrid.evaluation.encode import encode_benchmark, model_fingerprint
+from hybrid.evaluation.encode import encode_benchmark, encoding_backend, model_fingerprint
 from hybrid.evaluation.matrix import compute_matrix
 from hybrid.evaluation.report import write_outputs
 from hybrid.evaluation.search import INDEX_KINDS, DenseIndex, recall_vs_flat
@@ -52,7 +52,7 @@ def load_eval_benchmark(benchmark: str, source, *, split: str = "all", languages
 def evaluate(model, benchmark: str, source, out, split: str = "all", languages=None, *,
              split_seed: int = 0, heldout_fraction: float = 0.5, shards: int = 1,
              bf16: bool = False, index: str = "flat", batch_size: int = 64, cache=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, backend: str | None = "auto") -> dict:
     """Evaluate `model` (a model dir, `me5-small` or an HF id) on `benchmark` ("xquad-r" or
     "mlqa-r") read from `source`, and write metrics.json, map_matrix.csv, map_matrix.png,
     report.md and retrieved.parquet (top 10 per question from the pooled candidates, with
@@ -73,8 +73,9 @@ def evaluate(model, benchmark: str, source, out, split: str = "all", languages=N
     model_dir = resolve_model(model)
 
     t = time.perf_counter()
+    backend = encoding_backend(backend, bf16)
     q, c = encode_benchmark(model_dir, b, shards=shards, bf16=bf16, batch_size=batch_size,
-                            cache=cache, progress=progress)
+                            cache=cache, progress=progress, backend=backend)
     t_encode = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -97,7 +98,7 @@ def evaluate(model, benchmark: str, source, out, split: str = "all", languages=N
         "split": split, "split_seed": split_seed if split == "heldout" else None,
         "heldout_fraction": heldout_fraction if split == "heldout" else None,
         "questions": len(b.questions), "candidates": len(b.candidates),
-        "shards": shards, "bf16": bf16, "batch_size": batch_size,
+        "shards": shards, "bf16": bf16, "batch_size": batch_size, "backend": backend,
         "seconds": {"encode": round(t_encode, 3), "matrix": round(t_matrix, 3),
                     "total": round(time.perf_counter() - t0, 3)},
     }

@@ -31,7 +31,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hybrid.errors import HybridError
-from hybrid.evaluation.encode import encode_texts, model_fingerprint
+from hybrid.evaluation.encode import encode_texts, encoding_backend, model_fingerprint
 from hybrid.evaluation.metrics import METRICS, per_query
 from hybrid.evaluation.results import check_out, macro, md_table, write_result
 from hybrid.evaluation.search import DenseIndex
@@ -44,12 +44,13 @@ HEADLINE = ("ndcg@10", "r@100", "mrr@10", "map")
 
 def retrieve(model, collection, *, depth: int = 100, chunk_size: int = 100_000,
              index: str = "flat", shards: int = 1, bf16: bool = False, batch_size: int = 64,
-             cache=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+             cache=None, progress: bool = True,
+             backend: str | None = "auto") -> tuple[pd.DataFrame, dict]:
     """(run table qid, rank, docid, score with the top `depth` per query; stats dict)."""
     if int(depth) < 1:
         raise HybridError(f"--depth: must be at least 1, not {depth}")
     kw = {"shards": shards, "bf16": bf16, "batch_size": batch_size, "cache": cache,
-          "progress": progress}
+          "progress": progress, "backend": backend}
     q = collection.queries
     t = time.perf_counter()
     qemb = encode_texts(model, q["qid"], q["text"], "query", **kw)
@@ -165,7 +166,7 @@ def run_metrics(run: pd.DataFrame, qrels: pd.DataFrame) -> tuple[dict, dict, pd.
 def evaluate_ir(model, collections, out, *, benchmark: str = "trec", index: str = "flat",
                 depth: int = 100, chunk_size: int = 100_000, trec: bool = False,
                 shards: int = 1, bf16: bool = False, batch_size: int = 64, cache=None,
-                progress: bool = True) -> dict:
+                progress: bool = True, backend: str | None = "auto") -> dict:
     """Retrieve the top `depth` for every query of each collection, score the runs against
     their qrels, and write retrieved.parquet (qid, rank, docid, score; qids prefixed
     "{collection}/" when there are several), with `trec` also run.trec and qrels.trec,
@@ -182,7 +183,7 @@ def evaluate_ir(model, collections, out, *, benchmark: str = "trec", index: str 
         for c in collections:
             run, st = retrieve(model_dir, c, depth=depth, chunk_size=chunk_size, index=index,
                                shards=shards, bf16=bf16, batch_size=batch_size, cache=cache,
-                               progress=progress)
+                               progress=progress, backend=backend)
             m, n, _ = run_metrics(run, c.qrels)
             settings[c.name], counts[c.name], stats[c.name] = m, n, st
             pre = f"{c.name}/" if len(collections) > 1 else ""
@@ -201,6 +202,7 @@ def evaluate_ir(model, collections, out, *, benchmark: str = "trec", index: str 
                  "collections": {c.name: {**c.meta, **stats[c.name],
                                           "queries": len(c.queries)} for c in collections},
                  "shards": shards, "bf16": bf16, "batch_size": batch_size,
+                 "backend": encoding_backend(backend, bf16),
                  "seconds": {"total": round(time.perf_counter() - t0, 3)}},
     }
     write_parquet(out / "retrieved.parquet", run)

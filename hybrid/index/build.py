@@ -40,17 +40,19 @@ HNSW_EF_SEARCH = 128  # DenseIndex searches HNSW with efSearch = max(128, k)
 def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100_000,
                 shards: int = 1, batch_size: int = 64, bf16: bool = False, nprobe: int = 16,
                 hnsw_m: int = 32, cache=None, registry: dict | None = None,
-                progress: bool = True) -> Path:
+                progress: bool = True, backend: str | None = "auto") -> Path:
     """Encode the corpus file `corpus` with `model` (any model spec) and write the index
     directory `out` (see the module docstring); returns `out`. `registry`: extra facts
     about the model to record under manifest["model"]["registry"] (a `models:/` spec's
-    name and version are recorded without it when the resolved path shows them)."""
+    name and version are recorded without it when the resolved path shows them).
+    `backend`: the encoding backend (`hybrid.evaluation.encode.encoding_backend`), recorded
+    in the manifest; the searcher encodes queries with the same one."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from hybrid.centering import centering_digest
-    from hybrid.evaluation.encode import encode_texts, model_fingerprint
+    from hybrid.evaluation.encode import encode_texts, encoding_backend, model_fingerprint
     from hybrid.evaluation.search import INDEX_KINDS, DenseIndex
     from hybrid.index.corpus import corpus_format, file_sha256, read_corpus
     from hybrid.io import check_output, output_dir
@@ -65,13 +67,14 @@ def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100
     model_dir = resolve_model(model)
     model_hash = model_fingerprint(model_dir)
     schema = pa.schema([("id", pa.string()), ("lang", pa.string()), ("text", pa.string())])
+    backend = encoding_backend(backend, bf16)
     with output_dir(out, INDEX_FILES) as tmp:
         vectors, ids, langs = [], [], {}
         with pq.ParquetWriter(tmp / "passages.parquet", schema) as writer:
             for batch in read_corpus(corpus, chunk_size):
                 emb = encode_texts(model_dir, batch.ids, batch.texts, "passage", shards=shards,
                                    bf16=bf16, batch_size=batch_size, cache=cache,
-                                   progress=progress, langs=batch.langs)
+                                   progress=progress, langs=batch.langs, backend=backend)
                 vectors.append(emb.vectors)
                 ids.extend(batch.ids)
                 writer.write_table(pa.table({"id": batch.ids, "lang": batch.langs,
@@ -100,7 +103,7 @@ def build_index(model, corpus, out, kind: str = "flat", *, chunk_size: int = 100
                       "count": len(ids), "metric": "inner_product"},
             "languages": {k or "none": v for k, v in sorted(langs.items())},
             "encoding": {"batch_size": batch_size, "bf16": bf16, "chunk_size": chunk_size,
-                         "kind": "passage"},
+                         "kind": "passage", "backend": backend},
             "seconds": {"encode": round(t_enc, 3), "total": round(time.perf_counter() - t0, 3)},
         })
     return out

@@ -8,7 +8,7 @@ The query encoder is the model the manifest records: its spec is resolved again 
 weights hash (`model_fingerprint`) must equal the manifest's, else `HybridError` (an index
 is only searched with the weights that encoded it; a `models:/...@champion` that moved on
 needs a rebuilt index); so must its centering means (`hybrid.centering`, recorded as
-manifest["model"]["centering"]). Queries are encoded with `BiEncoder.encode` as kind
+manifest["model"]["centering"]). Queries are encoded with the backend the passages were (manifest["encoding"]["backend"]; `hybrid.onnx_encoder`) as kind
 "query", then centered when the model has means (each query's language inferred: the
 nearest language mean).
 
@@ -48,10 +48,11 @@ class _State:
     digest: str  # sha256 of manifest.json's bytes
     index: object  # faiss.Index
     table: object  # pyarrow.Table: id, lang, text
-    encoder: object  # BiEncoder
+    encoder: object  # BiEncoder or OnnxEncoder (the index's encoding backend)
     lang_rows: dict = field(default_factory=dict)  # lang -> np.ndarray of row numbers
     selectors: dict = field(default_factory=dict)  # frozenset(langs) -> (bitmap, selector)
     centering: object = None  # hybrid.centering.Centering of the model, if it has one
+    backend: str = "torch"
 
     def encode(self, queries: list[str]) -> np.ndarray:
         """float32 [len(queries), dim]: `queries` as this version's passages expect them
@@ -81,9 +82,11 @@ class Searcher:
     """Search an index directory (see the module docstring). Thread-safe: searches may run
     concurrently with each other and with `reload()`."""
 
-    def __init__(self, index_dir: str | os.PathLike, *, device: str | None = None):
+    def __init__(self, index_dir: str | os.PathLike, *, device: str | None = None,
+                 backend: str | None = None):
         self.index_dir = Path(index_dir)
         self.device = device
+        self.backend = backend  # None: the index's own (manifest "encoding"), torch on a GPU
         self._lock = threading.Lock()
         self._state = self._open(read_manifest(self.index_dir), None)
 
@@ -141,14 +144,15 @@ class Searcher:
         import pyarrow.parquet as pq
 
         from hybrid.centering import Centering, centering_digest
-        from hybrid.encoder import BiEncoder
         from hybrid.evaluation.encode import model_fingerprint
         from hybrid.model import resolve_model
+        from hybrid.onnx_encoder import load_encoder
 
         manifest, digest = read
         want = manifest["model"]["sha256"]
         want_c = manifest["model"].get("centering")
-        same = old is not None and old.manifest["model"]["sha256"] == want
+        backend = self._backend(manifest)
+        same = old is not None and old.manifest["model"]["sha256"] == want and old.backend == backend
         if same and old.manifest["model"].get("centering") == want_c:
             encoder, centering = old.encoder, old.centering
         else:
@@ -165,9 +169,11 @@ class Searcher:
                                   f"{(have_c or 'none')[:12]}, the index was built with "
                                   f"{(want_c or 'none')[:12]}; rebuild the index with this model")
             centering = Centering.load(model_dir)
-            encoder = BiEncoder.from_pretrained(model_dir).eval()
-            if self.device:
-                encoder.to(self.device)
+            encoder = load_encoder(model_dir, backend)
+            if backend == "torch":
+                encoder.eval()
+                if self.device:
+                    encoder.to(self.device)
         d = self.index_dir
         try:
             index = faiss.read_index(str(d / "index.faiss"))
@@ -181,7 +187,17 @@ class Searcher:
         langs = np.asarray(table.column("lang").to_numpy(zero_copy_only=False), dtype=object)
         lang_rows = {lang: np.flatnonzero(langs == lang) for lang in set(langs.tolist())
                      if lang is not None}
-        return _State(manifest, digest, index, table, encoder, lang_rows, centering=centering)
+        return _State(manifest, digest, index, table, encoder, lang_rows, centering=centering,
+                      backend=backend)
+
+    def _backend(self, manifest: dict) -> str:
+        """The query encoder's backend: the one asked for, else the one the passages were
+        encoded with (an index from before backends: torch); torch on a GPU device."""
+        from hybrid.evaluation.encode import encoding_backend
+
+        if self.device and str(self.device) != "cpu":
+            return "torch"
+        return encoding_backend(self.backend or manifest.get("encoding", {}).get("backend") or "torch")
 
     def _search(self, state: _State, q: np.ndarray, k: int, langs):
         import faiss
