@@ -115,10 +115,11 @@ def report() -> str:
     eb = _load("encode_backends")
     if eb:
         cpu = eb["machine"]["cpu"]
-        for tool, target in (("onnx", TARGETS["encode_onnx"]), ("onnx-int8", TARGETS["encode_int8"])):
+        for tool, target in (("ours", TARGETS["encode"]), ("onnx", TARGETS["encode_onnx"]),
+                             ("onnx-int8", TARGETS["encode_int8"])):
             if tool in eb.get("ratio_vs_st", {}):
-                cos = min(eb["min_cosine_vs_torch"][tool].values())
-                rows.append((f"encoding, {tool} batch {eb['batch_size']}, {eb['threads']} thread(s), "
+                cos = min(eb["min_cosine_vs_torch"].get(tool, {"torch": 1.0}).values())
+                rows.append((f"encoding, {'torch' if tool == 'ours' else tool} batch {eb['batch_size']}, {eb['threads']} thread(s), "
                              f"{cpu['model']} (texts/s vs ST torch; min cosine vs torch {cos})",
                              f"{eb[tool]['best']['texts_per_s']['all']} vs "
                              f"{eb['st']['best']['texts_per_s']['all']} = **{eb['ratio_vs_st'][tool]}x**",

@@ -15,8 +15,9 @@ tokenizer, prefixes, max lengths and length-ordered batches (`hybrid.encoder.Enc
   quantized per batch). Not exact: its cost is measured (docs/model.md), and it is only used
   where asked for (`backend="onnx-int8"`).
 - Backends (`BACKENDS`): "torch", "onnx", "onnx-int8"; "auto" (`resolve_backend`) is onnx on
-  a CPU-only machine where onnx and onnxruntime are installed (fp32 ONNX Runtime is the faster
-  exact backend there: bench/results/encode_backends-*.json), else torch.
+  a CPU-only machine without AVX-512 where onnx and onnxruntime are installed (fp32 ONNX
+  Runtime is the faster exact backend there; with AVX-512 torch's fp32 was as fast or faster:
+  `_has_avx512`), else torch.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from hybrid.errors import HybridError
 from hybrid.kinds import Kind, check_kind
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-BACKEND_HELP = ("Encoding backend: auto (ONNX Runtime fp32 on a CPU-only machine with onnx and "
-                "onnxruntime installed, else torch), torch, onnx, or onnx-int8 (faster, not exact: "
+BACKEND_HELP = ("Encoding backend: auto (the faster exact one: ONNX Runtime fp32 on a CPU "
+                "without AVX-512, else torch), torch, onnx, or onnx-int8 (faster, not exact: "
                 "docs/model.md).")
 EXACT_COSINE = 0.9999
 OPSET = 17
@@ -54,6 +55,18 @@ def _require() -> None:
                           "(pip install onnx onnxruntime), or use --backend torch")
 
 
+def _has_avx512() -> bool:
+    """True on a CPU with AVX-512 (/proc/cpuinfo), where torch's fp32 kernels measured at
+    least as fast as ONNX Runtime's (bench/results/encode_backends.json: Intel Xeon with
+    AVX-512/AMX, torch 151 vs ONNX Runtime 140 texts/s); on AVX2-only CPUs (AMD EPYC) ONNX
+    Runtime measured 1.7x torch."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
 def resolve_backend(backend: str | None = "auto") -> str:
     """`backend` checked; "auto"/None: onnx on a CPU-only machine with onnx and onnxruntime
     installed, else torch."""
@@ -61,7 +74,8 @@ def resolve_backend(backend: str | None = "auto") -> str:
     if backend == "auto":
         import torch
 
-        return "onnx" if onnx_available() and not torch.cuda.is_available() else "torch"
+        fast = onnx_available() and not torch.cuda.is_available() and not _has_avx512()
+        return "onnx" if fast else "torch"
     if backend not in BACKENDS:
         raise HybridError(f"--backend: unknown {backend!r} (choose auto, {', '.join(BACKENDS)})")
     if backend != "torch":

@@ -94,6 +94,22 @@ def test_without_onnxruntime_one_line_errors_and_auto_falls_back(tiny, monkeypat
     assert not (tmp_path / "e.npy").exists()
 
 
+def test_auto_picks_onnx_only_where_it_is_the_faster_exact_backend(monkeypatch):
+    import torch
+
+    import hybrid.onnx_encoder as oe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(oe, "_has_avx512", lambda: False)
+    assert oe.resolve_backend("auto") == "onnx"  # AVX2-only CPU: ONNX Runtime measured faster
+    monkeypatch.setattr(oe, "_has_avx512", lambda: True)
+    assert oe.resolve_backend("auto") == "torch"
+    monkeypatch.setattr(oe, "_has_avx512", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert oe.resolve_backend("auto") == "torch"  # a GPU: torch
+    assert oe.resolve_backend("onnx") == "onnx"  # asked for: as asked
+
+
 def test_bf16_is_a_torch_setting(tiny):
     from hybrid.evaluation.encode import encoding_backend
 
