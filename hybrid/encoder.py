@@ -57,6 +57,17 @@ def length_order(tokenizer, texts: Sequence[str], prefix: str,
     return enc, sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties in input order
 
 
+def encode_args(texts: Sequence[str], kind: Kind, batch_size: int) -> tuple[list[str], Kind]:
+    """The checked arguments of an `encode` (`BiEncoder`'s and `OnnxEncoder`'s): the texts as
+    a list (a lone string is a TypeError) and the kind; HybridError for a batch size < 1."""
+    kind = check_kind(kind)
+    if isinstance(texts, str):
+        raise TypeError("encode() takes a list of texts, not a single string")
+    if batch_size < 1:
+        raise HybridError(f"batch_size: must be positive, not {batch_size}")
+    return list(texts), kind
+
+
 @dataclass(frozen=True)
 class EncoderTokenizer:
     """An encoder's tokenizer and text settings exactly as `BiEncoder.from_pretrained` loads
@@ -266,12 +277,7 @@ class BiEncoder(torch.nn.Module):
         """
         from tqdm.auto import tqdm
 
-        kind = check_kind(kind)
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a list of texts, not a single string")
-        if batch_size < 1:
-            raise HybridError(f"batch_size: must be positive, not {batch_size}")
-        texts = list(texts)
+        texts, kind = encode_args(texts, kind, batch_size)
         if device is not None:
             self.to(device)
         dev = self.device

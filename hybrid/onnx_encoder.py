@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hybrid.errors import HybridError
-from hybrid.kinds import Kind, check_kind
+from hybrid.kinds import Kind
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 BACKEND_HELP = ("Encoding backend: auto (the faster exact one: ONNX Runtime fp32 on a CPU "
@@ -249,12 +249,9 @@ class OnnxEncoder:
         `BiEncoder.encode`'s signature and ignored: ONNX Runtime runs fp32 on the CPU)."""
         from tqdm.auto import tqdm
 
-        kind = check_kind(kind)
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a list of texts, not a single string")
-        if batch_size < 1:
-            raise HybridError(f"batch_size: must be positive, not {batch_size}")
-        texts = list(texts)
+        from hybrid.encoder import encode_args
+
+        texts, kind = encode_args(texts, kind, batch_size)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         enc, order = self.tok.length_order(texts, kind)
