@@ -11,6 +11,7 @@ from prefect import unmapped
 from hybrid.errors import HybridError
 from hybrid.evaluation import BENCHMARK_NAMES
 from hybrid.raycluster import ensure_ray  # noqa: F401 - the flows' way into Ray, re-exported
+from hybrid.train.config import TrainConfig
 from tasks.data import download_benchmark, is_remote, prepare_benchmark
 from tasks.evaluate import benchmark_task, encode_benchmark_task, evaluation_matrix, mteb_task
 
@@ -209,15 +210,17 @@ def cpus_for(workers: int) -> int:
     return max(1, min(int(max(nodes, default=1)), total // max(1, workers)))
 
 
-def training_overrides(profile: str, overrides: dict | None) -> dict:
+def training_overrides(profile: str, overrides: dict | None) -> tuple[dict, TrainConfig]:
     """The flows' training settings: `profile` plus dotted `overrides` (any field of
     `hybrid.train.config`, e.g. {"data.strategy": "x-y", "run.steps": 50}), checked before
     anything runs (HybridError naming the field), with `run.cpus_per_worker` filled from
-    the connected Ray cluster when neither sets it (`cpus_for`)."""
+    the connected Ray cluster when neither sets it (`cpus_for`). Returns (overrides, the
+    resolved config)."""
     from hybrid.train.config import resolve
 
     cfg = resolve(profile, overrides)
     out = {k: v for k, v in (overrides or {}).items() if v is not None}
     if cfg.run.cpus_per_worker is None:
         out["run.cpus_per_worker"] = cpus_for(cfg.run.workers)
-    return out
+        cfg.run.cpus_per_worker = out["run.cpus_per_worker"]
+    return out, cfg

@@ -38,7 +38,6 @@ from flows.common import (
 )
 from hybrid.evaluation.compare_report import CENTERED, ZERO_SHOT, strategy_label
 from hybrid.io import write_json
-from hybrid.train.config import resolve
 from tasks.centering import center_model_task
 from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
 from tasks.data import build_pairs_table
@@ -125,8 +124,7 @@ def compare(
     t0 = time.time()
     results = str(Path(results_dir).resolve())
     ensure_ray()
-    overrides = training_overrides(profile, overrides)
-    base = resolve(profile, overrides)
+    overrides, base = training_overrides(profile, overrides)
     alpha, workers = base.data.alpha, base.run.workers
     models = list(models or [base.model.model])
     strategies = list(strategies or DEFAULT_STRATEGIES)

@@ -26,7 +26,6 @@ from flows.common import (
 )
 from hybrid.evaluation.metric_names import DEFAULT_PROMOTION_METRIC
 from hybrid.io import write_json
-from hybrid.train.config import resolve
 from tasks.data import build_pairs_table
 from tasks.index import check_index_config, follow_champion
 from tasks.tracking import log_and_register
@@ -74,8 +73,8 @@ def pipeline(
     eval_splits = eval_splits_for(eval_splits)
     results = str(Path(results_dir).resolve())
     ensure_ray()
-    overrides = training_overrides(profile, overrides)
-    workers = resolve(profile, overrides).run.workers
+    overrides, cfg = training_overrides(profile, overrides)
+    workers = cfg.run.workers
 
     prepared = prepare_lareqa(plan.lareqa, results)
     pairs = build_pairs_table(sources, results)

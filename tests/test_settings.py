@@ -43,7 +43,8 @@ def test_a_new_field_is_a_cli_option_and_an_override_of_the_pipeline(new_setting
     from flows.common import training_overrides  # what hybrid-pipeline and hybrid-compare call
     from tasks.train import train_config  # the training task's config (its cache key)
 
-    overrides = training_overrides("tiny", {new_setting: 0.5})
+    overrides, cfg = training_overrides("tiny", {new_setting: 0.5})
+    assert cfg.data.mix_temperature == 0.5
     assert overrides[new_setting] == 0.5
     assert train_config("tiny", overrides, str(tmp_path))["data"]["mix_temperature"] == 0.5
     assert config.resolve("tiny").data.mix_temperature == 1.0  # its default where not overridden

@@ -148,8 +148,10 @@ def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, pr
     if todo and backend != "torch":  # exported once, here, before the shards load it
         from hybrid.onnx_encoder import export_onnx
 
-        export_onnx(model_dir, int8=backend == "onnx-int8")
-    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, backend):
+        onnx_path = str(export_onnx(model_dir, int8=backend == "onnx-int8"))
+    else:
+        onnx_path = None
+    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path):
         emb.save(entry, n)
         done[n] = emb
     return _merge([done[n] for n in names], ids)
@@ -210,7 +212,7 @@ def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
     return [order[cuts[i]:cuts[i + 1]] for i in range(shards)]
 
 
-def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, backend="torch"):
+def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path=None):
     """Yield (part name, Embeddings) as the Ray tasks finish; the bar moves per chunk."""
     if not todo:
         return
@@ -224,7 +226,7 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, b
         cpus = max(1, total_cpus // min(len(todo), total_cpus))
         task = _shard_task().options(num_cpus=cpus, num_gpus=1 if res.get("GPU", 0) else 0)
         pending = {task.remote(str(model_dir), [texts[i] for i in rows], kind, batch_size,
-                               bf16, cpus, backend): (n, rows, []) for n, rows in todo}
+                               bf16, cpus, onnx_path): (n, rows, []) for n, rows in todo}
         bar = tqdm(total=sum(len(r) for _, r in todo), desc=f"encode {'queries' if kind == 'query' else 'passages'}", unit="text",
                    disable=not progress)
         while pending:
@@ -241,16 +243,20 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, b
 
 
 def _encode_chunks(model_dir: str, texts: list[str], kind: str, batch_size: int, bf16: bool,
-                   threads: int, backend: str = "torch"):
+                   threads: int, onnx_path: str | None = None):
     """Body of one shard task: encode `texts` (already in the encoder's order), yielding
     float32 chunks of whole batches so that the driver's progress bar moves."""
     import torch
 
-    from hybrid.onnx_encoder import load_encoder
+    from hybrid.encoder import BiEncoder, EncoderTokenizer
+    from hybrid.onnx_encoder import OnnxEncoder
 
     torch.set_num_threads(max(1, threads))
-    enc = load_encoder(model_dir, backend, threads=max(1, threads))
-    device = "cuda" if torch.cuda.is_available() and backend == "torch" else None
+    if onnx_path is None:
+        enc = BiEncoder.from_pretrained(model_dir)
+    else:  # the driver's export (checked there): no re-hashing in every shard
+        enc = OnnxEncoder(onnx_path, EncoderTokenizer.from_pretrained(model_dir), max(1, threads))
+    device = "cuda" if torch.cuda.is_available() and onnx_path is None else None
     step = batch_size * 8
     for a in range(0, max(len(texts), 1), step):  # an empty shard yields one empty chunk
         yield enc.encode(texts[a:a + step], kind, batch_size=batch_size, bf16=bf16,
