@@ -14,6 +14,18 @@ out; the query's own positive is the label. The loss is the mean over the local 
 so the mean of the workers' losses is the loss of the global batch, and with gradients
 averaged over workers (as the trainer does) loss and gradients equal those of one process
 holding the whole batch.
+
+Multi-positive (`multi_positive=True`, issue #19 "parallel answers as positives", for
+batches drawn with `parallel_k` > 1): the positives of query i are all gathered positive
+passages (not hard negatives) whose key equals i's key (its own and its parallel answers,
+which the plain loss masks), and
+
+    loss_i = -mean_{j in positives(i)} log softmax(logits_i)_j
+
+over all candidates (nothing masked), so every positive is pushed up against the same
+denominator. With one positive per query (every key once in the global batch) it equals the
+plain InfoNCE loss. Keys are gathered, so parallel answers held by other workers count too.
+Losses and logits are computed in float32 (float64 inputs stay float64).
 """
 
 from __future__ import annotations
@@ -76,13 +88,21 @@ def group_keys(ids: Iterable[str], device=None) -> torch.Tensor:
     return torch.tensor(keys, dtype=torch.int64, device=device)
 
 
+def _up(t: torch.Tensor) -> torch.Tensor:
+    """float32, or float64 kept (gradcheck)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def info_nce_loss(q: torch.Tensor, p: torch.Tensor, keys: torch.Tensor,
                   hard: torch.Tensor | None = None,
-                  temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+                  temperature: float = DEFAULT_TEMPERATURE,
+                  multi_positive: bool = False) -> torch.Tensor:
     """Mean InfoNCE loss of the local queries against all workers' candidates.
 
     Candidates are laid out per worker as [positives (b), hard negatives (b*h)]; computed
-    in float32 even under autocast.
+    in float32 even under autocast. With `multi_positive`, every gathered positive passage
+    sharing the query's key is a positive (mean of their log-probabilities; module
+    docstring); else those other than the query's own are masked out.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -91,19 +111,23 @@ def info_nce_loss(q: torch.Tensor, p: torch.Tensor, keys: torch.Tensor,
         raise ValueError(f"shapes differ: q {tuple(q.shape)}, p {tuple(p.shape)}, keys {tuple(keys.shape)}")
     h = 0 if hard is None else hard.shape[1]
     local = p if hard is None else torch.cat([p, hard.reshape(b * h, d)], 0)
-    cands = all_gather_with_grad(local.float())
+    cands = all_gather_with_grad(_up(local))
     all_keys = all_gather_keys(keys)
     rank, world = _world()
     per = b * (1 + h)
     labels = torch.arange(b, device=q.device) + rank * per
-    logits = q.float() @ cands.T / temperature
+    logits = _up(q) @ cands.T / temperature
     # Positives of other pairs with the query's key: parallel answers, not negatives.
     pos_index = (torch.arange(world, device=q.device)[:, None] * per
                  + torch.arange(b, device=q.device)[None, :]).reshape(-1)
     same = keys[:, None] == all_keys[None, :]
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    if multi_positive:  # own and parallel answers are all positives; nothing masked
+        mask[:, pos_index] = same
+        logp = F.log_softmax(logits, dim=1)
+        return -(logp.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)).mean()
     own = torch.arange(b, device=q.device)
     same[own, rank * b + own] = False
-    mask = torch.zeros_like(logits, dtype=torch.bool)
     mask[:, pos_index] = same
     logits = logits.masked_fill(mask, float("-inf"))
     return F.cross_entropy(logits, labels)

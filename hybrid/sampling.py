@@ -13,17 +13,32 @@ Strategies (`STRATEGIES`):
 | ---------- | ---------- | ---------------- |
 | `x-x-mono` | mono       | all q_lang == p_lang == X, X uniform over the dataset's languages |
 | `x-y`      | cross      | every pair q_lang != p_lang, both drawn per pair |
-| `hybrid`   | mono with probability alpha, else cross (alpha in [0, 1], default 0.5) |
+| `hybrid`   | mono with probability alpha, else cross (alpha in [0, 1], default 0.5; or alpha_at(step) of a schedule) |
 | `en-en`    | mono       | X = "en" always (LAReQA baseline) |
 | `x-x`      | same       | q_lang == p_lang per pair, languages mixed within a batch (LAReQA baseline) |
 | `multitask`| mixed      | q_lang, p_lang drawn independently per pair among the id's languages (equal or not); datasets taken round-robin (multitask baseline) |
 
+Recipes (issue #19; tests/test_recipes_sampling.py):
+- *alpha schedules* (`hybrid` only): `alpha_schedule` constant | linear | cosine moves the
+  mono probability from `alpha` at global step 0 to `alpha_end` at step `total_steps` - 1
+  (`alpha_at`, the one rule); global step s of epoch e, step i is s = e * len(sampler) + i.
+  Pools are built for every batch type some step may need.
+- *parallel answers* (`parallel_k` = k > 1; `hybrid`, `x-y`): a cross batch takes
+  batch_size / k ids, each with k adjacent pairs whose passage languages are k distinct
+  languages of the id, each pair's question language uniform among the id's other
+  languages; only ids in >= max(2, k) languages are usable for cross batches. Mono batches
+  are unchanged. Pair with `info_nce_loss(multi_positive=True)` to use the k answers as
+  positives (else they are masked as today).
+
 Invariants (each one is tested):
-- no xling_id appears twice in a global batch (its parallel answers would be false negatives);
+- no xling_id appears twice in a global batch (its parallel answers would be false
+  negatives), except the k pairs of one id in a cross batch with `parallel_k` = k > 1,
+  which are adjacent and have k distinct passage languages;
 - a mono batch is single-language; in a cross batch every pair crosses languages, its two
   languages drawn uniformly from the languages in which that xling_id exists (so partially
   parallel data such as MLQA-R works); X of a mono batch is uniform over the dataset's
   languages with at least `batch_size` ids (others are listed in `excluded_languages`);
+- the mono probability of global step s is `alpha_at(s)` (constant `alpha` by default);
 - each batch's dataset is drawn with probability proportional to its number of usable ids,
   except for `multitask`, where global step s takes dataset `datasets[s % len(datasets)]`
   (sorted names, round-robin over all epochs);
@@ -32,9 +47,13 @@ Invariants (each one is tested):
   so same-language and cross-language pairs share a batch (P(q_lang == p_lang) = 1/k for an
   id in k languages); every id of a dataset is usable, and a dataset with fewer than
   `batch_size` ids is an error;
-- `len(sampler)` (steps per epoch) depends only on the table and the global batch size, so
-  it is exact and identical on every rank;
-- the stream is a pure function of (table, strategy, alpha, batch_size, seed, epoch).
+- `len(sampler)` (steps per epoch: usable ids // batch_size, at least 1) depends only on
+  the table, the strategy's pools and the global batch size, so it is exact and identical on
+  every rank (with `parallel_k` = k a cross batch takes batch_size / k ids, so an epoch of
+  `x-y` sees about 1/k of the ids before they are reshuffled);
+- the stream is a pure function of (table, strategy, alpha, alpha schedule and run length,
+  parallel_k, batch_size, seed, epoch); the defaults (constant, k = 1) draw exactly the
+  stream of before.
 
 Distributed: the global batch is decided once per global step (dataset, type and mono
 language from a generator seeded by (seed, epoch, step); ids from per-epoch shuffles seeded
@@ -56,15 +75,49 @@ from hybrid.errors import HybridError
 STRATEGIES = ("hybrid", "x-x-mono", "x-y", "x-x", "en-en", "multitask")
 
 
-def check_sampling(strategy: str, alpha: float, batch_size: int, world_size: int = 1) -> None:
+ALPHA_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def alpha_at(step: int, alpha: float, alpha_end: float | None = None, schedule: str = "constant",
+             total_steps: int | None = None) -> float:
+    """The probability of a mono batch at global step `step` (0-based) of a run of
+    `total_steps` steps: the one rule of the alpha schedules.
+
+    - constant: `alpha` at every step;
+    - linear: alpha + (alpha_end - alpha) * s / (T - 1);
+    - cosine: alpha_end + (alpha - alpha_end) * (1 + cos(pi * s / (T - 1))) / 2;
+
+    so step 0 gets exactly `alpha` and step T - 1 exactly `alpha_end` (None: `alpha`); steps
+    past T - 1 keep `alpha_end`, and T = 1 gives `alpha`. alpha=1, alpha_end=0 goes from
+    mono-heavy to cross-heavy; alpha=0, alpha_end=1 the reverse."""
+    if schedule == "constant" or alpha_end is None:
+        return float(alpha)
+    if schedule not in ALPHA_SCHEDULES:
+        raise HybridError(f"--alpha-schedule: unknown {schedule!r} (choose from {', '.join(ALPHA_SCHEDULES)})")
+    t = min(max(step, 0) / (total_steps - 1), 1.0) if total_steps and total_steps > 1 else 0.0
+    # weight of `alpha`: 1 at s = 0, 0 at s = T - 1; the convex form is exact at both ends
+    w = 1.0 - t if schedule == "linear" else (1.0 + math.cos(math.pi * t)) / 2.0
+    return min(max(alpha * w + alpha_end * (1.0 - w), 0.0), 1.0)
+
+
+def _is_prob(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) and 0.0 <= x <= 1.0
+
+
+def check_sampling(strategy: str, alpha: float, batch_size: int, world_size: int = 1, *,
+                   alpha_end: float | None = None, alpha_schedule: str = "constant",
+                   parallel_k: int = 1, total_steps: int | None = None) -> None:
     """Raise HybridError (naming the option) unless `strategy` is one of `STRATEGIES`, `alpha`
     is a finite number in [0, 1], `batch_size` an integer >= 2 (in-batch negatives) and
-    divisible by `world_size` >= 1 (each worker draws batch_size / world_size pairs). The
+    divisible by `world_size` >= 1 (each worker draws batch_size / world_size pairs).
+    Recipes: `alpha_schedule` (one of `ALPHA_SCHEDULES`) and `alpha_end` (in [0, 1]) need
+    strategy hybrid, `alpha_end` a schedule other than constant, and a schedule a run length
+    `total_steps` >= 1 (where given); `parallel_k` >= 1 divides `batch_size`, leaves >= 2 ids
+    per cross batch and, when > 1, needs a strategy with cross batches (hybrid, x-y). The
     sampler and `TrainConfig.validate` both call it: one home for these rules."""
     if strategy not in STRATEGIES:
         raise HybridError(f"--strategy: unknown {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) \
-            or not 0.0 <= alpha <= 1.0:
+    if not _is_prob(alpha):
         raise HybridError(f"--alpha: must be in [0, 1], got {alpha!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) \
             or int(batch_size) != batch_size or batch_size < 2:
@@ -73,6 +126,28 @@ def check_sampling(strategy: str, alpha: float, batch_size: int, world_size: int
         raise HybridError(f"--workers: must be >= 1, got {world_size!r}")
     if batch_size % world_size:
         raise HybridError(f"--batch-size: {batch_size} is not divisible by the {world_size} workers")
+    if alpha_schedule not in ALPHA_SCHEDULES:
+        raise HybridError(f"--alpha-schedule: unknown {alpha_schedule!r} (choose from {', '.join(ALPHA_SCHEDULES)})")
+    if alpha_schedule != "constant" and strategy != "hybrid":
+        raise HybridError(f"--alpha-schedule: {alpha_schedule} needs strategy hybrid, not {strategy}")
+    if alpha_end is not None:
+        if strategy != "hybrid":
+            raise HybridError(f"--alpha-end: needs strategy hybrid, not {strategy}")
+        if not _is_prob(alpha_end):
+            raise HybridError(f"--alpha-end: must be in [0, 1], got {alpha_end!r}")
+        if alpha_schedule == "constant":
+            raise HybridError("--alpha-end: needs --alpha-schedule linear or cosine (constant keeps --alpha)")
+    if alpha_schedule != "constant" and total_steps is not None and (
+            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1):
+        raise HybridError(f"--steps: an alpha schedule needs a run length >= 1, got {total_steps!r}")
+    if isinstance(parallel_k, bool) or not isinstance(parallel_k, int) or parallel_k < 1:
+        raise HybridError(f"--parallel-k: must be an integer >= 1, got {parallel_k!r}")
+    if parallel_k > 1:
+        if strategy not in ("hybrid", "x-y"):
+            raise HybridError(f"--parallel-k: needs a strategy with cross batches (hybrid, x-y), not {strategy}")
+        if batch_size % parallel_k or batch_size // parallel_k < 2:
+            raise HybridError(f"--parallel-k: {parallel_k} must divide --batch-size {batch_size} and leave "
+                              "at least 2 ids per cross batch")
 
 
 BATCH_TYPES = ("mono", "cross", "same", "mixed")
@@ -156,6 +231,11 @@ class HybridBatchSampler:
         seed: the stream is a pure function of (seed, epoch).
         rank, world_size: this worker's slice of each global batch; `batch_size` must be
             divisible by `world_size`.
+        alpha_end, alpha_schedule, total_steps: the alpha schedule (`alpha_at`) of a run of
+            `total_steps` steps (`hybrid` only); global step s draws a mono batch with
+            probability alpha_at(s). The defaults (constant) keep `alpha` at every step.
+        parallel_k: in a cross batch, batch_size / k ids with k pairs each, whose passage
+            languages are k distinct languages of the id (the default 1: one pair per id).
 
     Raises HybridError on bad parameters or when a needed pool has fewer than `batch_size`
     unique ids (e.g. no language of a dataset has `batch_size` ids for mono batches).
@@ -163,10 +243,14 @@ class HybridBatchSampler:
     """
 
     def __init__(self, pairs, strategy: str = "hybrid", batch_size: int = 32, alpha: float = 0.5,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, *, alpha_end: float | None = None,
+                 alpha_schedule: str = "constant", total_steps: int | None = None, parallel_k: int = 1):
         from hybrid.data.table import PairsIndex, index_from_frame
 
-        check_sampling(strategy, alpha, batch_size, world_size)
+        check_sampling(strategy, alpha, batch_size, world_size, alpha_end=alpha_end,
+                       alpha_schedule=alpha_schedule, parallel_k=parallel_k, total_steps=total_steps)
+        if alpha_schedule != "constant" and total_steps is None:
+            raise HybridError(f"--alpha-schedule: {alpha_schedule} needs the run length (total_steps)")
         if not 0 <= rank < world_size:
             raise HybridError(f"rank {rank} / world size {world_size}: invalid")
         index = getattr(pairs, "index", pairs)
@@ -178,12 +262,19 @@ class HybridBatchSampler:
         self.strategy, self.alpha, self.seed = strategy, float(alpha), int(seed)
         self.batch_size, self.rank, self.world_size = int(batch_size), rank, world_size
         self.local_batch_size = self.batch_size // world_size
+        self.alpha_end = None if alpha_end is None else float(alpha_end)
+        self.alpha_schedule, self.total_steps = alpha_schedule, total_steps
+        self.parallel_k = int(parallel_k)
         if strategy == "x-x-mono" or strategy == "en-en":
             self.mono_p = 1.0
         elif strategy == "hybrid":
             self.mono_p = self.alpha
         else:
             self.mono_p = 0.0
+        self._scheduled = strategy == "hybrid" and alpha_schedule != "constant" and alpha_end is not None
+        # the range of the mono probability over all steps: which pools some step may need
+        ends = (self.mono_p, self.alpha_end) if self._scheduled else (self.mono_p,)
+        self._mono_max, self._mono_min = max(ends), min(ends)
         self._build_pools()
         self._plan_epoch: int | None = None
         self._plan: _Plan | None = None
@@ -212,7 +303,7 @@ class HybridBatchSampler:
                 if "en" not in by_lang:
                     continue  # datasets without English take no part in en-en
                 by_lang = {"en": by_lang["en"]}
-            if self.mono_p > 0:
+            if self._mono_max > 0:
                 ok = {lg: c for lg, c in by_lang.items() if len(c) >= B}
                 if not ok:
                     lg, c = max(by_lang.items(), key=lambda kv: len(kv[1]))
@@ -224,15 +315,20 @@ class HybridBatchSampler:
                     usable[c] = True
                 self.languages[ds] = sorted(ok)
                 self.excluded_languages[ds] = sorted(set(by_lang) - set(ok))
-            if self.mono_p < 1 and self.strategy not in ("x-x", "multitask"):
-                multi = ids[counts >= 2]
-                if not len(multi):
+            if self._mono_min < 1 and self.strategy not in ("x-x", "multitask"):
+                k = self.parallel_k
+                multi = ids[counts >= max(2, k)]
+                if not len(multi) and k == 1:
                     raise HybridError(f"pairs table: no xling_id of dataset {ds!r} has rows in two "
                                       f"languages, and strategy {self.strategy} needs cross-lingual "
                                       f"pairs (parallel questions); use x-x-mono, or add translations")
-                if len(multi) < B:
+                if k == 1 and len(multi) < B:
                     raise HybridError(f"--batch-size: {B} > unique ids available in two or more "
                                       f"languages of dataset {ds!r} ({len(multi)}) for cross batches")
+                if k > 1 and len(multi) < B // k:
+                    raise HybridError(f"--parallel-k: {k} needs --batch-size / {k} = {B // k} ids in "
+                                      f"{max(2, k)} or more languages for cross batches; dataset {ds!r} "
+                                      f"has {len(multi)}")
                 self.pools[(ds, "*cross")] = multi
                 usable[multi] = True
             if self.strategy in ("x-x", "multitask"):
@@ -246,7 +342,8 @@ class HybridBatchSampler:
         if not self.datasets:
             raise HybridError("pairs table: no dataset has English rows for strategy en-en")
         self.probs = np.array(self.sizes, dtype=float) / sum(self.sizes)
-        self.steps_per_epoch = sum(self.sizes) // B
+        # k > 1: a cross batch takes B / k ids, so the usable ids may be fewer than B
+        self.steps_per_epoch = max(1, sum(self.sizes) // B)
         self._lang_code = {lg: k for k, lg in enumerate(self.index.langs)}
 
     # -- the stream ----------------------------------------------------------------------
@@ -257,6 +354,13 @@ class HybridBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch that `__iter__` yields (as torch's DistributedSampler)."""
         self.epoch = int(epoch)
+
+    def mono_prob(self, step: int) -> float:
+        """The probability of a mono batch at global step `step` (`alpha_at` of the schedule;
+        1 for x-x-mono and en-en, 0 for the other strategies)."""
+        if not self._scheduled:
+            return self.mono_p
+        return alpha_at(step, self.alpha, self.alpha_end, self.alpha_schedule, self.total_steps)
 
     def _compact_plan(self, epoch: int) -> _Plan:
         if self._plan_epoch != epoch:
@@ -310,7 +414,7 @@ class HybridBatchSampler:
         for i in range(n):
             rng = np.random.default_rng([self.seed, epoch, i])
             d = int(rng.choice(len(self.datasets), p=self.probs))
-            mono = bool(rng.random() < self.mono_p)
+            mono = bool(rng.random() < self.mono_prob(epoch * n + i))
             if self.strategy == "multitask":
                 d = (epoch * n + i) % len(self.datasets)
             ds = self.datasets[d]
@@ -330,7 +434,7 @@ class HybridBatchSampler:
                 ids = cyclers[(ds, lang)].take(B)
                 plan.type[i] = _TYPE_CODES["mono"]
                 plan.lang[i] = plan.q[i] = plan.p[i] = self._lang_code[lang]
-            else:
+            elif self.parallel_k == 1:
                 ids = cyclers[(ds, "*cross")].take(B)
                 start, k = ix.id_ptr[ids], ix.id_ptr[ids + 1] - ix.id_ptr[ids]
                 draws = rng.integers(0, np.stack([k, k - 1], axis=1).reshape(-1)).reshape(B, 2)
@@ -338,6 +442,21 @@ class HybridBatchSampler:
                 p = p + (p >= q)
                 plan.type[i] = _TYPE_CODES["cross"]
                 plan.q[i], plan.p[i] = ix.id_lang[start + q], ix.id_lang[start + p]
+            else:  # parallel answers: B / k ids, k pairs each with distinct passage languages
+                kk = self.parallel_k
+                ids = cyclers[(ds, "*cross")].take(B // kk)
+                start, k = ix.id_ptr[ids], ix.id_ptr[ids + 1] - ix.id_ptr[ids]
+                # a uniform k-subset of each id's languages, in random order: the k smallest
+                # of uniform keys, keys past the id's languages set to 2
+                keys = rng.random((len(ids), int(k.max())))
+                keys[np.arange(keys.shape[1])[None, :] >= k[:, None]] = 2.0
+                p = np.argsort(keys, axis=1, kind="stable")[:, :kk]
+                q = rng.integers(0, np.repeat(k - 1, kk)).reshape(len(ids), kk)
+                q = q + (q >= p)  # uniform over the id's other languages
+                plan.type[i] = _TYPE_CODES["cross"]
+                plan.q[i] = ix.id_lang[(start[:, None] + q).reshape(-1)]
+                plan.p[i] = ix.id_lang[(start[:, None] + p).reshape(-1)]
+                ids = np.repeat(ids, kk)
             plan.ids[i] = ids
         return plan
 

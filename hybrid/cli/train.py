@@ -83,7 +83,8 @@ def train_command():
 def batches_command():
     """`hybrid batches`: the sampling settings' options (generated like `hybrid train`'s),
     defaulting to the dataclasses' defaults."""
-    options = setting_options(["data.strategy", "data.alpha", "data.batch_size", "run.seed"])
+    options = setting_options(["data.strategy", "data.alpha", "data.alpha_schedule", "data.alpha_end",
+                               "data.parallel_k", "data.batch_size", "run.seed"])
     dotted = {p.name: d for d, p in options.items()}
     fixed = [
         inspect.Parameter("pairs", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
@@ -91,7 +92,8 @@ def batches_command():
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
             Path, typer.Option("--out", help="JSON-lines file, one batch per line.")]),
         inspect.Parameter("steps", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            int | None, typer.Option("--steps", help="Batches to write (default: one epoch).")]),
+            int | None, typer.Option("--steps", help="Batches to write (default: one epoch); an "
+                                     "--alpha-schedule spans them, as it spans a run's --steps.")]),
     ]
 
     def batches_cmd(pairs: Path, out: Path, steps: int | None, **values: Any) -> None:
@@ -99,15 +101,17 @@ def batches_command():
         from hybrid.train.config import TrainConfig
 
         cfg = TrainConfig().override(**{dotted[k]: v for k, v in values.items()})
-        _write_batches(pairs, out, steps, cfg.data.strategy, cfg.data.alpha, cfg.data.batch_size,
-                       cfg.run.seed)
+        d = cfg.data
+        _write_batches(pairs, out, steps, d.strategy, d.alpha, d.batch_size, cfg.run.seed,
+                       alpha_end=d.alpha_end, alpha_schedule=d.alpha_schedule, parallel_k=d.parallel_k)
 
     batches_cmd.__signature__ = inspect.Signature([*fixed, *options.values()])  # type: ignore[attr-defined]
     return batches_cmd
 
 
 def _write_batches(pairs: Path, out: Path, steps: int | None, strategy: str, alpha: float,
-                   batch_size: int, seed: int) -> None:
+                   batch_size: int, seed: int, *, alpha_end: float | None = None,
+                   alpha_schedule: str = "constant", parallel_k: int = 1) -> None:
     from hybrid.io import check_output, write_text
     from hybrid.sampling import HybridBatchSampler
     from hybrid.train.data import load_table
@@ -115,7 +119,12 @@ def _write_batches(pairs: Path, out: Path, steps: int | None, strategy: str, alp
     check_output(out, "file", what="--out")
     if steps is not None and steps < 1:
         raise HybridError(f"--steps: must be >= 1, got {steps}")
-    sampler = HybridBatchSampler(load_table(pairs).index, strategy, batch_size, alpha, seed)
+    index = load_table(pairs).index
+    recipe = {"alpha_end": alpha_end, "alpha_schedule": alpha_schedule, "parallel_k": parallel_k}
+    sampler = HybridBatchSampler(index, strategy, batch_size, alpha, seed, **recipe, total_steps=steps or 1)
+    if steps is None and alpha_schedule != "constant":  # the schedule spans the epoch written
+        sampler = HybridBatchSampler(index, strategy, batch_size, alpha, seed, **recipe,
+                                     total_steps=len(sampler))
     batches = list(sampler.stream(0, len(sampler) if steps is None else steps))
     write_text(out, "".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in batches))
     types = Counter(b.type for b in batches)

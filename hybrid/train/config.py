@@ -55,6 +55,12 @@ class DataArgs:
     pairs: str | None = setting(None, "Directory with pairs.parquet (`hybrid data pairs`).")
     strategy: str = setting("hybrid", f"Batch strategy: {', '.join(STRATEGIES)}.")
     alpha: float = setting(0.5, "Share of mono batches for hybrid, in [0, 1].")
+    alpha_schedule: str = setting("constant", "Alpha over the run for hybrid: constant, linear or "
+                                  "cosine from --alpha (first step) to --alpha-end (last step).")
+    alpha_end: float | None = setting(None, "Alpha at the last step of a linear/cosine "
+                                      "--alpha-schedule, in [0, 1] (default: --alpha).")
+    parallel_k: int = setting(1, "Parallel answers: a cross batch takes batch-size/k ids with k "
+                              "pairs each, k distinct passage languages (hybrid, x-y).")
     batch_size: int = setting(32, "Global batch size: pairs per step over all workers.")
     hard_negatives: int = setting(0, "Hard negatives per pair (the table's hard_negatives column).")
     val_ids: int = setting(160, "xling_ids per dataset held out for validation.")
@@ -71,6 +77,8 @@ class OptimArgs:
     """InfoNCE and AdamW (lr and weight decay as in the paper), linear warmup then decay."""
 
     temperature: float = setting(0.05, "InfoNCE temperature.")
+    multi_positive: bool = setting(False, "InfoNCE with every passage of the query's xling_id "
+                                   "in the batch as a positive (with --parallel-k).")
     lr: float = setting(3e-5, "AdamW learning rate.")
     weight_decay: float = setting(0.01, "AdamW weight decay.")
     warmup_steps: int = setting(10, "Linear warmup steps.")
@@ -167,7 +175,8 @@ class TrainConfig:
         if require_io:
             need(da.pairs is not None, "--pairs: required (a directory from `hybrid data pairs`)")
             need(self.out is not None, "--out: required")
-        check_sampling(da.strategy, da.alpha, da.batch_size, r.workers)
+        check_sampling(da.strategy, da.alpha, da.batch_size, r.workers, alpha_end=da.alpha_end,
+                       alpha_schedule=da.alpha_schedule, parallel_k=da.parallel_k, total_steps=r.steps)
         need(da.hard_negatives >= 0, f"data.hard_negatives: must be >= 0, got {da.hard_negatives}")
         need(da.val_ids >= 0 and da.val_batches >= 1, "data.val_ids must be >= 0 and data.val_batches >= 1")
         need(r.steps >= 1, f"--steps: must be >= 1, got {r.steps}")

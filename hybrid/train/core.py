@@ -127,7 +127,8 @@ def batch_loss(encoder, texts, batch: Batch, cfg: TrainConfig, bf16: bool,
 
     def loss_fn(q: torch.Tensor, p_all: torch.Tensor) -> torch.Tensor:
         hard = p_all[b:].reshape(b, h, -1) if h else None
-        return info_nce_loss(q, p_all[:b], keys, hard=hard, temperature=cfg.optim.temperature)
+        return info_nce_loss(q, p_all[:b], keys, hard=hard, temperature=cfg.optim.temperature,
+                             multi_positive=cfg.optim.multi_positive)
 
     chunk = d.grad_cache_chunk
     if chunk:

@@ -6,6 +6,11 @@
   seed-independent. Over a table or index it returns two views (id masks, no copy); over
   a DataFrame, two DataFrames.
 - `make_samplers(table, cfg, rank, world)`: (train sampler, validation sampler or None).
+  The train sampler follows the alpha schedule over `run.steps` steps and draws
+  `parallel_k` pairs per id in cross batches; the validation sampler draws with the same
+  `parallel_k` and a *constant* alpha, the schedule's midpoint (alpha + alpha_end) / 2 (the
+  mean mono share over the run, for linear and cosine), so every evaluation of a run sees
+  the same validation batches.
 - `Texts(table)`: the question, positive and hard-negative texts of a batch, fetched by row
   from the memory map (`PairsTable.batch`).
 """
@@ -57,16 +62,28 @@ def split_validation(table, val_ids: int):
     return table[~row_val].reset_index(drop=True), table[row_val].reset_index(drop=True)
 
 
+def val_alpha_of(data) -> float:
+    """The validation sampler's constant alpha: `data.alpha`, or with a linear/cosine
+    schedule its midpoint (alpha + alpha_end) / 2 (`alpha_at` at step (T - 1) / 2)."""
+    if data.alpha_schedule == "constant" or data.alpha_end is None:
+        return data.alpha
+    return (data.alpha + data.alpha_end) / 2
+
+
 def make_samplers(table, cfg, rank: int = 0, world: int = 1):
     """(train sampler, validation sampler or None) over the split of `table` (a PairsTable,
     PairsIndex or DataFrame) for `cfg` (`hybrid.train.config.TrainConfig`)."""
     d = cfg.data
     train_t, val_t = split_validation(table, d.val_ids)
-    train = HybridBatchSampler(train_t, d.strategy, d.batch_size, d.alpha, cfg.run.seed, rank, world)
+    train = HybridBatchSampler(train_t, d.strategy, d.batch_size, d.alpha, cfg.run.seed, rank, world,
+                               alpha_end=d.alpha_end, alpha_schedule=d.alpha_schedule,
+                               total_steps=cfg.run.steps, parallel_k=d.parallel_k)
     val = None
     if (val_t.n_rows if isinstance(val_t, PairsIndex) else len(val_t)):
+        val_alpha = val_alpha_of(d)
         try:
-            val = HybridBatchSampler(val_t, d.strategy, d.batch_size, d.alpha, VAL_SEED, rank, world)
+            val = HybridBatchSampler(val_t, d.strategy, d.batch_size, val_alpha, VAL_SEED, rank, world,
+                                     parallel_k=d.parallel_k)
         except HybridError as exc:
             raise HybridError(f"validation split (data.val_ids={d.val_ids}): {exc}") from None
     return train, val
