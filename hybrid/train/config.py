@@ -20,6 +20,7 @@ from hybrid.errors import HybridError
 from hybrid.sampling import STRATEGIES, check_sampling
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+DISTILL_LOSSES = ("kl", "mse")  # optim.distill_loss (hybrid.train.distill)
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
@@ -83,6 +84,13 @@ class OptimArgs:
     weight_decay: float = setting(0.01, "AdamW weight decay.")
     warmup_steps: int = setting(10, "Linear warmup steps.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
+    # Keep what the base model knew (hybrid.train.distill): on cross steps, pull the mono
+    # pairs' score matrix towards the frozen starting model's; 0 = off (no teacher loaded).
+    distill_weight: float = setting(0.0, "Distillation from the frozen starting model on cross "
+                                    "steps: weight of the term (0: off).")
+    distill_loss: str = setting("kl", f"Distillation divergence: {', '.join(DISTILL_LOSSES)}.")
+    distill_temperature: float | None = setting(None, "Distillation score temperature (default: "
+                                                "--temperature).")
 
 
 @dataclass
@@ -184,6 +192,12 @@ class TrainConfig:
         need(o.temperature > 0, f"optim.temperature: must be > 0, got {o.temperature}")
         need(o.lr > 0 and o.weight_decay >= 0 and o.warmup_steps >= 0 and o.max_grad_norm > 0,
              "optim: lr and max_grad_norm must be > 0, weight_decay and warmup_steps >= 0")
+        need(0 <= o.distill_weight < float("inf"),
+             f"optim.distill_weight: must be >= 0 (0: off), got {o.distill_weight}")
+        need(o.distill_loss in DISTILL_LOSSES,
+             f"optim.distill_loss: must be one of {', '.join(DISTILL_LOSSES)}, got {o.distill_loss!r}")
+        need(o.distill_temperature is None or o.distill_temperature > 0,
+             f"optim.distill_temperature: must be > 0, got {o.distill_temperature}")
         need(r.cpus_per_worker is None or r.cpus_per_worker >= 1, "run.cpus_per_worker: must be >= 1")
         need(r.max_failures >= -1 and r.keep_checkpoints >= 1,
              "run.max_failures must be >= -1 and run.keep_checkpoints >= 1")

@@ -23,6 +23,11 @@ best weights), `train_summary.json` and `train_log.jsonl`.
 
 Per-step hooks: `run.callbacks` lists importable "module:function" specs; each is called as
 `fn(trainer, record)` after every step on every process (`record`: the step's log line).
+
+Distillation (`optim.distill_weight` > 0, `hybrid.train.distill`): the trainer holds a frozen
+copy of the starting model (the teacher) and, on cross steps, backpropagates the
+distillation term of the batch's mono pairs after the loss, before the gradients are
+averaged; the record's "distill" is the term (mean over processes), "loss" stays InfoNCE.
 """
 
 from __future__ import annotations
@@ -161,12 +166,16 @@ class Trainer:
     `local(global_batch) -> this process's slice` (default: the whole batch, one process);
     `hooks`: callables `fn(trainer, record)` run after each step, after the config's
     `run.callbacks`; `log`: where progress lines go (rank 0 only; None: silent).
+    `teacher` (used only when `optim.distill_weight` > 0): the starting model as a BiEncoder,
+    or a function of no arguments that loads it (the Ray adapter loads it as it loads the
+    student); None: a copy of `encoder` as given here, which is the starting model (a resumed
+    run's weights arrive later, through `load_state_dict`).
     """
 
     def __init__(self, encoder, cfg: TrainConfig, device: torch.device | str, texts, *,
                  collective=None, local: Callable[[Batch], Batch] | None = None,
                  val_batches: Sequence[Batch] = (), hooks: Sequence[Callable] = (),
-                 log: Callable[[str], None] | None = say):
+                 log: Callable[[str], None] | None = say, teacher=None):
         self.cfg = cfg
         self.device = torch.device(device)
         self.texts = texts
@@ -176,6 +185,19 @@ class Trainer:
         self.bf16 = bf16_supported(self.device) if cfg.run.bf16 is None else bool(cfg.run.bf16)
         self.freeze = (self.device.type == "cpu" if cfg.model.freeze_embeddings is None
                        else bool(cfg.model.freeze_embeddings))
+        self.distiller = None  # the frozen teacher, built only when distilling
+        self.last_distill: float | None = None  # the last step's term (None: no term)
+        o = cfg.optim
+        if o.distill_weight > 0:
+            from hybrid.train.distill import Distiller, frozen_copy
+
+            if teacher is None:
+                teacher = frozen_copy(encoder)  # before prepare_encoder or any restored state
+            elif not isinstance(teacher, torch.nn.Module):
+                teacher = teacher()
+            self.distiller = Distiller(teacher, self.device, o.distill_weight, o.distill_loss,
+                                       o.distill_temperature or o.temperature, self.bf16,
+                                       cfg.data.grad_cache_chunk)
         self.encoder = prepare_encoder(encoder, self.device, self.freeze)
         self.params = trainable(self.encoder)
         self.opt, self.sched = make_optimizer(self.params, cfg)
@@ -225,14 +247,21 @@ class Trainer:
     def backward(self, batch: Batch) -> float:
         """Gradients of global batch `batch` (this process's slice), averaged over processes,
         in the parameters' `.grad`; dropout seeded by (seed, step, rank). Returns the loss of
-        the global batch (mean over processes)."""
+        the global batch (mean over processes). On a cross step with distillation the term's
+        gradients are added before the averaging; `last_distill` is its value (mean over
+        processes; None on other steps)."""
         torch.manual_seed(hash((self.cfg.run.seed, batch.step, self.comm.rank)) % 2**31)
-        loss = self.batch_loss(self.local(batch), backward=True)
+        mine = self.local(batch)
+        loss = self.batch_loss(mine, backward=True)
+        distill = None
+        if self.distiller is not None and batch.type == "cross":  # the global type: every rank
+            distill = self.distiller.backward(self.encoder, self.texts, mine, self.cfg.run.seed)
         params = list(self.params.values())
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         self.comm.mean_([p.grad for p in params])
+        self.last_distill = None if distill is None else self.comm.mean(distill)
         return self.comm.mean(loss.item())
 
     def step(self, batch: Batch) -> dict:
@@ -252,13 +281,18 @@ class Trainer:
         rec = {"step": step, "loss": round(loss, 5), "type": batch.type, "language": batch.language,
                "dataset": batch.dataset, "lr": self.sched.get_last_lr()[0],
                "pairs_per_s": round(len(batch.pairs) / dt, 2)}
+        if self.last_distill is not None:
+            rec["distill"] = round(self.last_distill, 6)
         self.st["log"].append(rec)
         if self.log:
             self.log(f"step {step}/{self.cfg.run.steps} loss {loss:.4f} {batch.type}"
                      f"{' ' + batch.language if batch.language else ''} lr {rec['lr']:.2e} "
+                     f"{'' if self.last_distill is None else f'distill {self.last_distill:.4f} '}"
                      f"{rec['pairs_per_s']} pairs/s")
         if not math.isfinite(loss):
             raise RuntimeError(f"training loss is {loss} at step {step}")
+        if self.last_distill is not None and not math.isfinite(self.last_distill):
+            raise RuntimeError(f"distillation term is {self.last_distill} at step {step}")
         for hook in self.hooks:
             hook(self, rec)
         return rec

@@ -54,9 +54,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     texts = Texts(table)
     val_batches = [val_sampler.local(b) for b in val_sampler.stream(0, cfg.data.val_batches)] if val_sampler else []
     m = cfg.model
-    encoder = BiEncoder.from_pretrained(loop_config["model_path"], pooling=m.pooling,
-                                        query_prefix=m.query_prefix, passage_prefix=m.passage_prefix,
-                                        max_query_len=m.max_query_len, max_passage_len=m.max_passage_len)
+
+    def starting_model() -> BiEncoder:
+        return BiEncoder.from_pretrained(loop_config["model_path"], pooling=m.pooling,
+                                         query_prefix=m.query_prefix, passage_prefix=m.passage_prefix,
+                                         max_query_len=m.max_query_len, max_passage_len=m.max_passage_len)
+
+    encoder = starting_model()
     hooks = []
     bar = None
     if rank == 0 and loop_config.get("progress_bar"):
@@ -65,7 +69,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         bar = tqdm(total=cfg.run.steps, desc="train")
         hooks.append(lambda tr, rec: (bar.set_description(f"train loss {rec['loss']:.3f}"), bar.update(1)))
     trainer = Trainer(encoder, cfg, device, texts, collective=default(),
-                      local=sampler.local, val_batches=val_batches, hooks=hooks)
+                      local=sampler.local, val_batches=val_batches, hooks=hooks,
+                      teacher=starting_model)  # distillation's teacher, loaded only if used
 
     # ---- resume
     ckpt = ray.train.get_checkpoint()
