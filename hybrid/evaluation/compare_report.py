@@ -56,9 +56,11 @@ from hybrid.evaluation.compare_groups import (
     strategy_label,
 )
 from hybrid.evaluation.compare_verdict import (
+    RECIPE,
     BenchVerdict,
     BiasCheck,
     Check,
+    RecipeCheck,
     Verdict,
     centering_effects,
     judge,
@@ -177,6 +179,11 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
+#: What compare.json keeps of each run (a recipe row: its recipe; a merge: the chosen weight
+#: and the validation table it was chosen on).
+RUN_FIELDS = ("model", "label", "strategy", "alpha", "centering", "seed", "evals", "recipe", "merge")
+
+
 def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = None,
                          tolerance: float = 0.01, hybrid_alpha: float = 0.5) -> dict:
     """Write report.md, the PNGs and compare.json into `out`; returns their paths:
@@ -203,13 +210,12 @@ def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = 
     write_text(out / "report.md", render(groups, judged, meta, images))
     doc = {"meta": meta or {}, "verdict": verdict_json(judged), "images": images,
            "groups": [g.to_json() for g in groups],
-           "runs": [{k: r.get(k) for k in ("model", "label", "strategy", "alpha", "centering", "seed", "evals")}
-                    for r in runs]}
+           "runs": [{k: r.get(k) for k in RUN_FIELDS} for r in runs]}
     write_json(out / "compare.json", doc)
     return {"report": str(out / "report.md"), "json": str(out / "compare.json"), **images}
 
 
 __all__ = ["CENTERED", "ZERO_SHOT", "BenchVerdict", "BiasCheck", "Check", "Figure", "Group",
-           "Verdict", "aggregate", "centering_effects", "is_lareqa", "judge", "lareqa_benches",
+           "RECIPE", "RecipeCheck", "Verdict", "aggregate", "centering_effects", "is_lareqa", "judge", "lareqa_benches",
            "load_metrics", "render", "strategy_label", "verdict", "verdict_json",
            "verdict_sentences", "write_compare_report"]

@@ -7,7 +7,10 @@ mAP of the best of the x-x-mono and x-y baselines on each of Mo, Cr and Mul (`Ch
 language bias is lower than x-x-mono's (`BiasCheck`). Centered groups (`"centering": True`,
 labels ending in `CENTERED`) stay out of the claims; `centering_effects` compares each with its
 uncentered twin (`CenteringEffect`) and the best trained group with the centered zero-shot model
-(`TrainingGain`). The result is a `Verdict` of records: numbers and booleans only.
+(`TrainingGain`). Recipe groups (strategy "recipe", `hybrid.recipes`) stay out of the claims
+too; `recipe_checks` judges each against issue #19's target (`RecipeCheck`: Mo >= the best
+single strategy's, Mul >= the best single strategy's, bias <= x-y's, each margin larger than
+the seed spread). The result is a `Verdict` of records: numbers and booleans only.
 
 `verdict_sentences` and `effect_sentence` turn the records into English (nothing else does);
 `verdict_json` / `verdict` give compare.json's "verdict" (records as plain data, sentences
@@ -16,11 +19,13 @@ included). With one seed the sentences say that the spread is not measured.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from hybrid.evaluation.compare_groups import CENTERED, KINDS, ZERO_SHOT, Figure, Group, is_lareqa
 
 BASELINES = ("x-x-mono", "x-y")
+SINGLE_STRATEGIES = ("x-x-mono", "x-y", "hybrid")  # what a recipe has to beat
+RECIPE = "recipe"  # the strategy of a recipe row
 TRAINING = "training over centering"
 
 
@@ -112,6 +117,57 @@ class TrainingGain:
 
 
 @dataclass(frozen=True)
+class Margin:
+    """One figure of a recipe against its reference group: margin = how much better the recipe
+    is (mAP: recipe - reference; bias: reference - recipe), spread = the larger seed sd of the
+    two (None: neither has several seeds); clear: margin >= 0 and larger than the spread."""
+
+    figure: str
+    recipe: float
+    reference: float
+    against: str
+    margin: float
+    spread: float | None
+
+    @property
+    def holds(self) -> bool:
+        return self.margin >= 0
+
+    @property
+    def clear(self) -> bool | None:
+        if self.spread is None:
+            return None
+        return self.margin >= 0 and self.margin > self.spread
+
+
+@dataclass(frozen=True)
+class RecipeCheck:
+    """Issue #19's target for recipe group `recipe` on one model and LAReQA benchmark: Mo against
+    the best single strategy's Mo, Mul against the best single strategy's Mul, language bias
+    against x-y's (`margins`, those that could be computed). meets: every margin >= 0 and all
+    three present; clear: and each larger than its seed spread (None: a spread unmeasured)."""
+
+    model: str
+    benchmark: str
+    recipe: str
+    margins: list[Margin]
+
+    @property
+    def meets(self) -> bool:
+        return len(self.margins) == 3 and all(m.holds for m in self.margins)
+
+    @property
+    def clear(self) -> bool | None:
+        if not self.meets:
+            return False
+        flags = [m.clear for m in self.margins]
+        return None if None in flags else all(flags)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "meets": self.meets, "clear": self.clear}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The whole verdict. models: all, in order; unjudged: those without a hybrid group at
     `hybrid_alpha` (the nearest alpha) or without a baseline; spread_measured: some trained
@@ -124,6 +180,7 @@ class Verdict:
     benches: list[BenchVerdict]
     spread_measured: bool
     centering: list[CenteringEffect | TrainingGain]
+    recipes: list[RecipeCheck] = field(default_factory=list)
 
     @property
     def checks(self) -> list[Check]:
@@ -150,7 +207,7 @@ def judge(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 0.
     models = list(dict.fromkeys(g.model for g in groups))
     unjudged, benches = [], []
     for model in models:
-        mine = [g for g in groups if g.model == model and not g.centering]
+        mine = [g for g in groups if g.model == model and not g.centering and g.strategy != RECIPE]
         hyb = [g for g in mine if g.strategy == "hybrid" and g.alpha is not None]
         hyb = min(hyb, key=lambda g: abs(g.alpha - hybrid_alpha), default=None)
         base = [g for g in mine if g.strategy in BASELINES]
@@ -162,7 +219,42 @@ def judge(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 0.
                     for b, f in hyb.figures.items() if is_lareqa(f)]
     spread = any(g.n > 1 for g in groups if g.strategy != ZERO_SHOT)
     return Verdict(tolerance, hybrid_alpha, models, unjudged, benches, spread,
-                   centering_effects(groups))
+                   centering_effects(groups), recipe_checks(groups))
+
+
+def recipe_checks(groups: list[Group]) -> list[RecipeCheck]:
+    """Per uncentered recipe group and LAReQA benchmark: its Mo and Mul against the best single
+    strategy (x-x-mono, x-y, hybrid at any alpha; uncentered) on that figure, its bias against
+    x-y's. Nothing for a recipe whose model has no single-strategy group."""
+    out = []
+    for r in (g for g in groups if g.strategy == RECIPE and not g.centering):
+        singles = [g for g in groups if g.model == r.model and not g.centering
+                   and g.strategy in SINGLE_STRATEGIES]
+        xy = next((g for g in singles if g.strategy == "x-y"), None)
+        if not singles:
+            continue
+        for bench, figs in r.figures.items():
+            if not is_lareqa(figs):
+                continue
+            margins = []
+            for key in ("mono.map", "multi.map"):
+                cands = [(g.mean(bench, key), g) for g in singles if g.mean(bench, key) is not None]
+                if figs[key].mean is None or not cands:
+                    continue
+                best, bg = max(cands, key=lambda c: c[0])
+                margins.append(_margin(key, r, bg, bench, figs[key].mean - best))
+            if xy is not None and figs["language_bias"].mean is not None \
+                    and xy.mean(bench, "language_bias") is not None:
+                margins.append(_margin("language_bias", r, xy, bench,
+                                       xy.mean(bench, "language_bias") - figs["language_bias"].mean))
+            out.append(RecipeCheck(r.model, bench, r.label, margins))
+    return out
+
+
+def _margin(key: str, r: Group, ref: Group, bench: str, margin: float) -> Margin:
+    sd = [f.std for f in (r.figure(bench, key), ref.figure(bench, key)) if f is not None and f.std is not None]
+    return Margin(key, r.mean(bench, key), ref.mean(bench, key), ref.label, margin,
+                  max(sd) if sd else None)
 
 
 def _judge_bench(hyb: Group, base: list[Group], mono: Group | None, bench: str,
@@ -250,7 +342,28 @@ def verdict_sentences(v: Verdict) -> list[str]:
                 out.append(f"{prefix}{b.benchmark}: language bias {x.hybrid:.1f} (hybrid) vs "
                            f"{x.x_x_mono:.1f} (x-x-mono): {'lower' if x.holds else 'NOT lower'} "
                            f"({x.change_pct:+.1f} %).")
-    return out + [effect_sentence(e) for e in v.centering]
+    return out + [effect_sentence(e) for e in v.centering] + [recipe_sentence(c) for c in v.recipes]
+
+
+def recipe_sentence(c: RecipeCheck) -> str:
+    """One line per recipe check: each margin, then whether the recipe meets the target."""
+    parts = []
+    for m in c.margins:
+        what = "bias" if m.figure == "language_bias" else _short(m.figure)
+        scale = 1.0 if m.figure == "language_bias" else 100.0
+        spread = f", seed sd {scale * m.spread:.1f}" if m.spread is not None else ""
+        parts.append(f"{what} {scale * m.recipe:.1f} vs {scale * m.reference:.1f} ({m.against}, "
+                     f"margin {scale * m.margin:+.1f}{spread})")
+    if not c.meets:
+        missed = [("bias" if m.figure == "language_bias" else _short(m.figure)) for m in c.margins
+                  if not m.holds] or ["a figure is missing"]
+        word = f"misses the target ({', '.join(missed)})"
+    elif c.clear is None:
+        word = "meets the target on one seed (spread not measured)"
+    else:
+        word = "MEETS the target, every margin larger than the seed spread" if c.clear else \
+            "meets the target, but not every margin is larger than the seed spread"
+    return f"{c.benchmark}: recipe {c.recipe} vs the best single strategy: " + "; ".join(parts) + f": {word}."
 
 
 def _check_words(c: Check) -> str:
@@ -288,6 +401,7 @@ def verdict_json(v: Verdict) -> dict:
             "claim_close": v.claim_close, "claim_bias": v.claim_bias,
             "spread_measured": v.spread_measured,
             "centering": [{**asdict(e), "sentence": effect_sentence(e)} for e in v.centering],
+            "recipes": [{**c.to_json(), "sentence": recipe_sentence(c)} for c in v.recipes],
             "sentences": verdict_sentences(v)}
 
 
@@ -296,6 +410,7 @@ def verdict(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 
     return verdict_json(judge(groups, tolerance, hybrid_alpha))
 
 
-__all__ = ["BASELINES", "Best", "BenchVerdict", "BiasCheck", "CenteringEffect", "Check",
-           "TrainingGain", "Verdict", "centering_effects", "effect_sentence", "judge", "verdict",
-           "verdict_json", "verdict_sentences"]
+__all__ = ["BASELINES", "RECIPE", "SINGLE_STRATEGIES", "Best", "BenchVerdict", "BiasCheck",
+           "CenteringEffect", "Check", "Margin", "RecipeCheck", "TrainingGain", "Verdict",
+           "centering_effects", "effect_sentence", "judge", "recipe_checks", "recipe_sentence",
+           "verdict", "verdict_json", "verdict_sentences"]

@@ -1,0 +1,121 @@
+"""Recipes beyond the paper's three strategies (issue #19): named ways to get one model that is
+good on monolingual and on multilingual (pooled) retrieval at once.
+
+A `Recipe` is one of two kinds:
+- "train": a training with config `overrides` (dotted fields of `hybrid.train.config`) on top of
+  the comparison's shared settings, e.g. multi-positive InfoNCE or an alpha schedule;
+- "merge": the weight interpolation (`hybrid merge`) of two rows of the same comparison and
+  seed, `merge = (A, B)` by row label (a strategy label such as "x-x-mono", or "zero-shot" for
+  the starting model), the weight chosen on the training side's validation ids.
+
+Per-language centering is not a recipe here: the comparison's `centering` flag adds a
+centered twin of every row.
+
+`RECIPES` holds the named ones (`hybrid-compare -p 'recipes=["multi-positive"]'`); a custom one
+is a dict `{"name": ..., "overrides": {...}}` or `{"name": ..., "merge": [A, B]}`
+(`recipe_from`). Recipe rows are labelled with their name, and the comparison's verdict judges
+each against the best single strategy (`hybrid.evaluation.compare_verdict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid.errors import HybridError
+
+KINDS = ("train", "merge")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named recipe: kind "train" (with `overrides`) or "merge" (of the rows `merge`)."""
+
+    name: str
+    kind: str
+    help: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    merge: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise HybridError(f"recipe {self.name!r}: kind must be one of {', '.join(KINDS)}")
+        if (self.kind == "merge") != (self.merge is not None):
+            raise HybridError(f"recipe {self.name!r}: a merge recipe names the two rows it merges "
+                              "(and only it does)")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "help": self.help,
+                "overrides": dict(self.overrides), "merge": list(self.merge) if self.merge else None}
+
+
+_HYBRID = {"data.strategy": "hybrid"}
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("merge-mono-cross", "merge", "x-x-mono and x-y trainings interpolated (WiSE-FT / "
+           "model soup); weight chosen on validation ids", merge=("x-x-mono", "x-y")),
+    Recipe("merge-hybrid-cross", "merge", "hybrid and x-y trainings interpolated",
+           merge=("hybrid (alpha=0.5)", "x-y")),
+    Recipe("merge-cross-base", "merge", "the x-y training interpolated with its starting model "
+           "(fine-tuned + base)", merge=("x-y", "zero-shot")),
+    Recipe("multi-positive", "train", "hybrid alpha 0.5; cross batches hold 2 parallel answers "
+           "per question id, both positives (multi-positive InfoNCE)",
+           {**_HYBRID, "data.alpha": 0.5, "data.parallel_k": 2, "optim.multi_positive": True}),
+    Recipe("distill", "train", "x-y with a distillation term: the scores of mono pairs kept "
+           "close to the frozen starting model's (KL)",
+           {"data.strategy": "x-y", "optim.distill_weight": 1.0}),
+    Recipe("schedule-mono-to-cross", "train", "hybrid with alpha from 1 (mono) to 0 (cross), "
+           "cosine over the steps",
+           {**_HYBRID, "data.alpha": 1.0, "data.alpha_end": 0.0, "data.alpha_schedule": "cosine"}),
+    Recipe("schedule-cross-to-mono", "train", "hybrid with alpha from 0 (cross) to 1 (mono), "
+           "cosine over the steps",
+           {**_HYBRID, "data.alpha": 0.0, "data.alpha_end": 1.0, "data.alpha_schedule": "cosine"}),
+)}
+
+
+def recipe_from(entry: str | dict) -> Recipe:
+    """A recipe from its name in `RECIPES` or a custom dict {"name", "overrides"} /
+    {"name", "merge": [A, B]}; HybridError (one line) for anything else."""
+    if isinstance(entry, str):
+        if entry not in RECIPES:
+            raise HybridError(f"recipes: unknown recipe {entry!r} (choose from {', '.join(RECIPES)}, "
+                              "or give {'name': ..., 'overrides': {...}} / {'name': ..., 'merge': [A, B]})")
+        return RECIPES[entry]
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise HybridError(f"recipes: expected a recipe name or a dict with a 'name', got {entry!r}")
+    extra = sorted(set(entry) - {"name", "overrides", "merge", "help"})
+    if extra:
+        raise HybridError(f"recipes: {entry['name']!r}: unknown key(s) {', '.join(extra)}")
+    if "merge" in entry:
+        m = entry["merge"]
+        if not (isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(x, str) for x in m)):
+            raise HybridError(f"recipes: {entry['name']!r}: 'merge' must name two rows, got {m!r}")
+        return Recipe(entry["name"], "merge", entry.get("help", ""), merge=(m[0], m[1]))
+    overrides = entry.get("overrides")
+    if not isinstance(overrides, dict) or not overrides:
+        raise HybridError(f"recipes: {entry['name']!r}: give 'overrides' (dotted config fields) "
+                          "or 'merge'")
+    return Recipe(entry["name"], "train", entry.get("help", ""), dict(overrides))
+
+
+def recipes_from(entries: list | None, row_labels: list[str]) -> list[Recipe]:
+    """The recipes of a comparison, checked: names unique and not a row label already taken,
+    merge inputs among `row_labels` (the comparison's strategy rows and "zero-shot") or
+    earlier recipes."""
+    out: list[Recipe] = []
+    known = list(row_labels)
+    for entry in entries or []:
+        r = recipe_from(entry)
+        if r.name in known:
+            raise HybridError(f"recipes: {r.name!r} is already a row of the comparison")
+        if r.merge:
+            missing = [x for x in r.merge if x not in known]
+            if missing:
+                raise HybridError(f"recipes: {r.name!r} merges {', '.join(map(repr, missing))}, which "
+                                  f"the comparison does not produce (rows: {', '.join(known)})")
+        out.append(r)
+        known.append(r.name)
+    return out
+
+
+__all__ = ["KINDS", "RECIPES", "Recipe", "recipe_from", "recipes_from"]

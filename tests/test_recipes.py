@@ -1,0 +1,88 @@
+"""Recipes (hybrid.recipes) and their verdict: named and custom recipes, the one-line errors,
+every named training recipe resolving to a valid config, and the recipe check (Mo and Mul
+against the best single strategy, bias against x-y's, margins against the seed spread)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybrid.errors import HybridError
+from hybrid.evaluation.compare_report import aggregate, verdict
+from hybrid.recipes import RECIPES, recipe_from, recipes_from
+from hybrid.train.config import resolve
+from tests.test_compare_report import _run
+
+ROWS = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+
+
+@pytest.mark.parametrize("name", [n for n, r in RECIPES.items() if r.kind == "train"])
+def test_every_named_training_recipe_is_a_valid_config(name):
+    cfg = resolve("tiny", RECIPES[name].overrides)
+    for key, value in RECIPES[name].overrides.items():
+        section, field = key.split(".")
+        assert getattr(getattr(cfg, section), field) == value
+
+
+def test_named_merge_recipes_merge_rows_the_default_comparison_has():
+    assert [r.name for r in recipes_from([n for n, r in RECIPES.items() if r.kind == "merge"], ROWS)]
+
+
+def test_custom_recipes_and_their_errors():
+    r = recipe_from({"name": "k4", "overrides": {"data.parallel_k": 4, "optim.multi_positive": True}})
+    assert r.kind == "train" and r.overrides["data.parallel_k"] == 4
+    m = recipe_from({"name": "soup", "merge": ["x-y", "zero-shot"]})
+    assert m.kind == "merge" and m.merge == ("x-y", "zero-shot")
+    bad = [("nope", "unknown recipe 'nope'"), ({"name": "x"}, "give 'overrides'"),
+           ({"name": "x", "merge": ["a"]}, "'merge' must name two rows"),
+           ({"name": "x", "overrides": {"a": 1}, "typo": 1}, "unknown key(s) typo"), (3, "expected a recipe name")]
+    for entry, words in bad:
+        with pytest.raises(HybridError, match=None) as exc:
+            recipe_from(entry)
+        assert words in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(HybridError, match="does not produce"):
+        recipes_from([{"name": "s", "merge": ["x-x-mono", "hybrid (alpha=0.3)"]}], ROWS)
+    with pytest.raises(HybridError, match="already a row"):
+        recipes_from([{"name": "x-y", "overrides": {"data.alpha": 0.1}}], ROWS)
+    # a merge may name an earlier recipe
+    assert len(recipes_from(["multi-positive", {"name": "s", "merge": ["multi-positive", "x-y"]}], ROWS)) == 2
+
+
+def _strategies(tmp, seeds=(0,)):
+    runs = []
+    for seed in seeds:
+        d = 0.002 * seed
+        runs += [_run(tmp, "x-x-mono", "x-x-mono", seed, (0.80 + d, 0.60, 0.50, 300.0)),
+                 _run(tmp, "x-y", "x-y", seed, (0.78, 0.70, 0.60 + d, 200.0)),
+                 _run(tmp, "hybrid (alpha=0.5)", "hybrid", seed, (0.79, 0.69, 0.58, 210.0), alpha=0.5)]
+    return runs
+
+
+def test_recipe_check_against_the_best_single_strategy(tmp_path):
+    runs = _strategies(tmp_path) + [
+        _run(tmp_path, "good", "recipe", 0, (0.81, 0.70, 0.62, 190.0)),
+        _run(tmp_path, "mono-short", "recipe", 0, (0.79, 0.70, 0.65, 150.0))]
+    v = verdict(aggregate(runs))
+    checks = {(c["recipe"], c["benchmark"]): c for c in v["recipes"]}
+    good = checks[("good", "xquad-r")]
+    assert [(m["figure"], m["against"]) for m in good["margins"]] == [
+        ("mono.map", "x-x-mono"), ("multi.map", "x-y"), ("language_bias", "x-y")]
+    assert [round(m["margin"], 6) for m in good["margins"]] == [0.01, 0.02, 10.0]
+    assert good["meets"] is True and good["clear"] is None  # one seed: spread unmeasured
+    short = checks[("mono-short", "xquad-r")]
+    assert short["meets"] is False and short["clear"] is False
+    assert "misses the target (Mo)" in short["sentence"]
+    assert "meets the target on one seed" in good["sentence"]
+    assert v["claim_close"] is not None  # the paper's claims ignore the recipe rows
+    assert all(c["hybrid"] != "good" for c in v["checks"])
+
+
+def test_recipe_margins_must_exceed_the_seed_spread(tmp_path):
+    runs = _strategies(tmp_path, seeds=(0, 1))
+    for seed in (0, 1):  # Mo +0.01 over x-x-mono's mean, whose seed sd is 0.0014
+        runs.append(_run(tmp_path, "clear", "recipe", seed, (0.812, 0.70, 0.63, 150.0)))
+        runs.append(_run(tmp_path, "noisy", "recipe", seed, (0.80 + 0.0015 * (2 * seed), 0.70, 0.63, 150.0)))
+    checks = {(c["recipe"], c["benchmark"]): c for c in verdict(aggregate(runs))["recipes"]}
+    assert checks[("clear", "xquad-r")]["clear"] is True
+    assert "MEETS the target" in checks[("clear", "xquad-r")]["sentence"]
+    noisy = checks[("noisy", "xquad-r")]
+    assert noisy["meets"] is True and noisy["clear"] is False  # Mo +0.0005 < sd 0.0021
