@@ -13,6 +13,11 @@ Trainings fan out with `.map` in waves of `parallel` runs (default 1: a 2-core m
 one training at a time; on a Ray cluster raise it); each wave's models (with the zero-shot
 models in the first wave) are then evaluated in one fan-out (encoding `.map` over models x
 benchmarks, then the matrices) and get their child runs (`.map`), so results land wave by wave.
+
+Recipes (`hybrid.recipes`, issue #19) are rows next to the strategies: a training recipe is one
+more training per seed with the recipe's overrides; a merge recipe interpolates two rows of the
+same seed (`tasks.merge`: the weight chosen on the training table's validation ids) and costs no
+training. The verdict judges each recipe against the best single strategy.
 """
 
 from __future__ import annotations
@@ -36,23 +41,29 @@ from flows.common import (
     prepare_lareqa,
     training_overrides,
 )
-from hybrid.evaluation.compare_report import CENTERED, ZERO_SHOT, strategy_label
+from hybrid.errors import HybridError
+from hybrid.evaluation.compare_report import CENTERED, RECIPE, ZERO_SHOT, strategy_label
 from hybrid.io import write_json
+from hybrid.recipes import Recipe, recipes_from
+from hybrid.train.config import resolve
 from tasks.centering import center_model_task
 from tasks.compare import compare_report_task, finish_parent_run, log_child_run, start_parent_run
 from tasks.data import build_pairs_table
 from tasks.evaluate import resolve_model_task
 from tasks.hashing import dict_hash
+from tasks.merge import merge_models_task
 from tasks.train import train_model
 
 DEFAULT_STRATEGIES = ("x-x-mono", "x-y", "hybrid")
+DEFAULT_MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def run_specs(models: list[str], strategies: list[str], alpha: float, alphas: list[float],
-              seeds: list[int], zero_shot: bool) -> list[dict]:
-    """One dict per model to evaluate: zero-shot rows first, then seed x model x strategy x
-    alpha. Seed-major: every strategy's first seed trains before any second seed, so a
-    complete one-seed comparison exists as early as possible and later seeds add the spread."""
+              seeds: list[int], zero_shot: bool, recipes: list[Recipe] = ()) -> list[dict]:
+    """One dict per model to evaluate: zero-shot rows first, then seed x model x (strategy x
+    alpha, then recipe). Seed-major: every strategy's first seed trains before any second
+    seed, so a complete one-seed comparison exists as early as possible and later seeds add
+    the spread; a merge recipe comes after the rows it merges."""
     specs = [{"model": m, "strategy": ZERO_SHOT, "label": ZERO_SHOT, "alpha": None, "seed": None}
              for m in models if zero_shot]
     for seed in seeds:
@@ -61,16 +72,53 @@ def run_specs(models: list[str], strategies: list[str], alpha: float, alphas: li
                 for a in (sorted({float(alpha), *map(float, alphas)}) if s == "hybrid" else [None]):
                     specs.append({"model": m, "strategy": s, "label": strategy_label(s, a),
                                   "alpha": a, "seed": int(seed)})
+            specs += [{"model": m, "strategy": RECIPE, "label": r.name, "alpha": None,
+                       "seed": int(seed), "recipe": r.to_json()} for r in recipes]
     return specs
 
 
+def strategy_labels(strategies: list[str], alpha: float, alphas: list[float], zero_shot: bool) -> list[str]:
+    """The row labels `run_specs` gives the strategies (and zero-shot): what a merge recipe may name."""
+    return [s["label"] for s in run_specs(["-"], strategies, alpha, alphas, [0], zero_shot)]
+
+
 def train_overrides(spec: dict, overrides: dict) -> dict:
-    """The training overrides of one run: the flow's `overrides` with the run's model,
-    strategy, seed and (hybrid only; others keep the config's) alpha. The trained config is
-    what the task is keyed on, so an equal pipeline config is the same cache entry."""
-    o = {**overrides, "model.model": spec["model"], "data.strategy": spec["strategy"],
-         "run.seed": spec["seed"], "data.alpha": spec["alpha"]}
+    """The training overrides of one run: the flow's `overrides` with the run's model, seed and
+    either its strategy and (hybrid only; others keep the config's) alpha, or its training
+    recipe's overrides. The trained config is what the task is keyed on, so an equal pipeline
+    config is the same cache entry."""
+    if spec["strategy"] == RECIPE:
+        o = {**overrides, **spec["recipe"]["overrides"], "model.model": spec["model"], "run.seed": spec["seed"]}
+    else:
+        o = {**overrides, "model.model": spec["model"], "data.strategy": spec["strategy"],
+             "run.seed": spec["seed"], "data.alpha": spec["alpha"]}
     return {k: v for k, v in o.items() if v is not None}
+
+
+def is_merge(spec: dict) -> bool:
+    return spec["strategy"] == RECIPE and spec["recipe"]["kind"] == "merge"
+
+
+def check_recipes(profile: str, specs: list[dict], overrides: dict) -> None:
+    """Resolve every training recipe's config before anything runs: a bad override is a
+    one-line error naming the recipe."""
+    for s in specs:
+        if s["strategy"] == RECIPE and not is_merge(s):
+            try:
+                resolve(profile, train_overrides(s, overrides))
+            except HybridError as exc:
+                raise HybridError(f"recipes: {s['label']!r}: {exc}") from None
+
+
+def merge_input(done: list[dict], spec: dict, label: str) -> str:
+    """The model dir of row `label` of `spec`'s model and seed among the rows `done` (the
+    zero-shot row: the model's, whatever the seed); uncentered rows only."""
+    for r in done:
+        if r["model"] == spec["model"] and r["label"] == label and not r.get("centering") \
+                and (label == ZERO_SHOT or r["seed"] == spec["seed"]):
+            return r["model_dir"]
+    raise HybridError(f"recipes: {spec['label']!r} merges {label!r}, which has no row for "
+                      f"model {spec['model']!r} seed {spec['seed']}")
 
 
 def _machine() -> str:
@@ -99,6 +147,8 @@ def compare(
     out_of_domain: list[str] | None = None,
     centering: bool = True,
     centering_per_language: int = 512,
+    recipes: list[str | dict] | None = None,
+    merge_weights: list[float] | None = None,
     tolerance: float = 0.01,
     results_dir: str = "runs/pipeline",
     experiment: str = "hybrid-compare",
@@ -117,6 +167,10 @@ def compare(
     centering: also evaluate every model with per-language centering (`hybrid.centering`;
     rows "<label> + centering"), the means estimated on `centering_per_language` texts per
     language of the training pairs table (disjoint from every test split).
+    recipes: rows next to the strategies (`hybrid.recipes`: names in RECIPES, e.g.
+    "multi-positive", "merge-mono-cross", or custom dicts); each is trained or merged per seed
+    and judged against the best single strategy. merge_weights: the weights a merge recipe
+    tries on the validation ids (default 0, 0.2, ..., 1).
     tolerance: the verdict's "close to the best baseline" margin in mAP (0.01 = 1 point).
     parallel: trainings per wave.
     """
@@ -141,10 +195,14 @@ def compare(
     pairs = build_pairs_table(sources, results)
     names = list(benchmarks)
 
-    specs = run_specs(models, strategies, alpha, alphas or [], seeds, zero_shot)
+    chosen = recipes_from(recipes, strategy_labels(strategies, alpha, alphas or [], zero_shot))
+    specs = run_specs(models, strategies, alpha, alphas or [], seeds, zero_shot, chosen)
+    check_recipes(profile, specs, overrides)
+    weights = [float(w) for w in (merge_weights if merge_weights is not None else DEFAULT_MERGE_WEIGHTS)]
     config = {"flow": "hybrid-compare", "profile": profile, "overrides": overrides,
               "models": models, "strategies": strategies, "alpha": alpha, "alphas": alphas or [],
-              "seeds": seeds, "zero_shot": zero_shot,
+              "seeds": seeds, "zero_shot": zero_shot, "recipes": [r.to_json() for r in chosen],
+              "merge_weights": weights if any(r.merge for r in chosen) else None,
               "sources": sources, "benchmarks": benchmarks, "eval_splits": eval_splits,
               "languages": languages, "out_of_domain": out_of_domain, "centering": centering,
               "centering_per_language": centering_per_language, "tolerance": tolerance, "results": results,
@@ -177,13 +235,19 @@ def compare(
     rows, children = [], []
     for w in range(0, max(1, len(trained_specs)), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
+        to_train = [s for s in wave if not is_merge(s)]
         trained = [f.result() for f in train_model.map(unmapped(profile),
-                                                      [train_overrides(s, overrides) for s in wave],
+                                                      [train_overrides(s, overrides) for s in to_train],
                                                       unmapped(pairs), unmapped(results))]
-        for s, t in zip(wave, trained, strict=True):
+        for s, t in zip(to_train, trained, strict=True):
             log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
             pending.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
                             "train_summary": t["summary"], "train_config": t["config"]})
+        for s in (s for s in wave if is_merge(s)):
+            a, b = (merge_input(rows + pending, s, label) for label in s["recipe"]["merge"])
+            m = merge_models_task(a, b, pairs, results, weights, base.data.val_ids)
+            log.info("merged %s seed %s: weight %s of %s", s["label"], s["seed"], m["weight"], m["model_dir"])
+            pending.append({**s, "model_dir": m["model_dir"], "merge": m})
         # evaluate this wave (and the zero-shot models with the first): one fan-out over
         # models x benchmarks, so results land wave by wave; then one child run per model
         for r, ev in zip(pending, evaluate([r["model_dir"] for r in pending]), strict=True):
@@ -200,6 +264,8 @@ def compare(
         "steps": sorted({r["train_config"]["run"]["steps"] for r in trained_rows}) or None,
         "batch size": sorted({r["train_config"]["data"]["batch_size"] for r in trained_rows}) or None,
         "models": ", ".join(models), "strategies": ", ".join(strategies),
+        **({"recipes": "; ".join(f"{r.name} ({r.help})" if r.help else r.name for r in chosen)}
+           if chosen else {}),
         "hybrid alphas": ", ".join(f"{a:g}" for a in sorted({alpha, *(alphas or [])})),
         "seeds": ", ".join(map(str, seeds)), "training data": ", ".join(sources),
         "benchmarks": ", ".join(f"{n} ({eval_splits.get(n, 'all')})" for n in names),

@@ -1,9 +1,10 @@
 """The comparison end to end through real services on 127.0.0.1 (the session's stack from
 tests/conftest.py: `prefect deploy --all`, a process worker), then a flow run of
 'hybrid-compare/compare-tiny' with the tiny model on a three-language slice of XQuAD-R (and the
-MLQA-R sample, and Tatoeba out of domain): three trainings, eight evaluations (each model
-and its per-language centered self), the report, and the MLflow parent run with one child per
-evaluated model."""
+MLQA-R sample, and Tatoeba out of domain) with two recipe rows (`multi-positive`, a training;
+`merge-mono-cross`, a merge of two of the trainings, its weight chosen on validation ids): four
+trainings, one merge, twelve evaluations (each model and its per-language centered self), the
+report, and the MLflow parent run with one child per evaluated model."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "hybrid-compare-tiny"
-BASE = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)"]
+RECIPES = ["multi-positive", "merge-mono-cross"]
+BASE = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)", *RECIPES]
 LABELS = [x for b in BASE for x in (b, f"{b} + centering")]  # each model, then centered
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -22,8 +24,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def compared(stack_session):
     """compare-tiny run once through the session's stack; yields the flow run's facts. The
-    three trainings run in one wave, one CPU each (the flow's `parallel`), so the 2-core CI
-    runs two at once and evaluates the four models in one fan-out."""
+    three strategies train in one wave, one CPU each (the flow's `parallel`), so the 2-core CI
+    runs two at once and evaluates the four models in one fan-out; the recipes make the second
+    wave."""
     d = stack_session
     results = Path(d.results("compare"))
     out = d.run("hybrid-compare/compare-tiny", results_dir=str(results), parallel=3, timeout=900,
@@ -40,13 +43,21 @@ def _table(md: str, heading: str) -> dict[str, list[str]]:
 
 def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
     names = [n for n, _ in compared["tasks"]]
-    assert all(s == "Completed" for _, s in compared["tasks"]), compared["tasks"]
-    assert sum(n.startswith("train_model") for n in names) == 3
-    assert sum(n.startswith("center-model") for n in names) == 4  # 3 trained + zero-shot
-    for bench in ("xquad-r", "mlqa-r"):  # 8 models (4, each also centered) x 2 benchmarks
-        assert names.count(f"encode-{bench}") == 8 and names.count(f"matrix-{bench}") == 8
-    assert names.count("benchmark-tatoeba") == 8
-    assert sum(n.startswith("log-child-") for n in names) == 8
+    # a merge whose validation picks weight 0 or 1 is its input's weights: its encodings are
+    # the input's cached ones; nothing else may be cached in a fresh session
+    merge = json.loads(Path(compared["latest"]["json"]).read_text())
+    merged = next(r for r in merge["runs"] if r["label"] == "merge-mono-cross")["merge"]
+    states = {"Completed", "Cached"} if merged["weight"] in (0.0, 1.0) else {"Completed"}
+    odd = [(n, s) for n, s in compared["tasks"] if s not in states or (
+        s == "Cached" and not n.startswith(("encode-", "matrix-", "benchmark-", "center-model")))]
+    assert not odd, odd
+    assert sum(n.startswith("train_model") for n in names) == 4  # 3 strategies + multi-positive
+    assert sum(n.startswith("merge-models") for n in names) == 1
+    assert sum(n.startswith("center-model") for n in names) == 6  # 4 trained, 1 merged, zero-shot
+    for bench in ("xquad-r", "mlqa-r"):  # 12 models (6, each also centered) x 2 benchmarks
+        assert names.count(f"encode-{bench}") == 12 and names.count(f"matrix-{bench}") == 12
+    assert names.count("benchmark-tatoeba") == 12
+    assert sum(n.startswith("log-child-") for n in names) == 12
 
 
 def test_report_has_the_papers_tables_and_charts(compared):
@@ -71,7 +82,7 @@ def test_report_has_the_papers_tables_and_charts(compared):
     assert t1["hybrid (alpha=0.5)"][2] == f"{100 * m['summary']['multi']['map']:.1f}"
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"map-xquad-r.png", "map-mlqa-r.png", "language-bias.png"} <= set(pngs)
-    assert sum(p.startswith("heatmap-") for p in pngs) == 16
+    assert sum(p.startswith("heatmap-") for p in pngs) == 24
     # out of domain: Tatoeba for every row; centering's effect and what training adds, computed
     t3 = _table(md, "## Out of domain: tatoeba")
     assert list(t3) == ["Model", *LABELS] and t3["Model"] == ["xx-en.accuracy@1", "xx-en.mrr@10"]
@@ -86,6 +97,20 @@ def test_report_has_the_papers_tables_and_charts(compared):
     assert e["delta"]["multi.map"] == pytest.approx(
         cen["figures"]["xquad-r"]["multi.map"]["mean"] - raw["figures"]["xquad-r"]["multi.map"]["mean"])
     assert all((out / p).read_bytes()[:8] == PNG for p in pngs)
+    # the recipes: judged against the best single strategy on each LAReQA benchmark
+    checks = {(c["recipe"], c["benchmark"]): c for c in v["recipes"]}
+    judged = [*RECIPES, *(f"{x} + centering" for x in BASE)]  # recipes and every centered row
+    assert set(checks) == {(r, b) for r in judged for b in ("xquad-r", "mlqa-r")}
+    c = checks[("multi-positive", "xquad-r")]
+    singles = ("x-x-mono", "x-y", "hybrid (alpha=0.5)")
+    best_mo = max(float(t1[x][0]) for x in singles)
+    assert [m["figure"] for m in c["margins"]] == ["mono.map", "multi.map", "language_bias"]
+    assert 100 * c["margins"][0]["margin"] == pytest.approx(float(t1["multi-positive"][0]) - best_mo, abs=0.06)
+    assert c["meets"] == all(m["margin"] >= 0 for m in c["margins"]) and c["clear"] in (None, False)
+    assert "recipe multi-positive vs the best single strategy" in md
+    merged = next(r for r in doc["runs"] if r["label"] == "merge-mono-cross")
+    assert merged["merge"]["weight"] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert len(merged["merge"]["table"]) == 6
     for p in pngs:
         assert f"]({p})" in md
 
@@ -101,7 +126,7 @@ def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
     assert parent.info.run_id == compared["latest"]["parent_run_id"]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == len(runs) - 1 == 8
+    assert len(children) == len(runs) - 1 == 12
     assert sorted(r.data.tags["hybrid.label"] for r in children) == sorted(LABELS)
     assert {r.info.run_id for r in children} == set(compared["latest"]["child_run_ids"])
     doc = json.loads(Path(compared["latest"]["json"]).read_text())
@@ -111,7 +136,8 @@ def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
             m = json.loads((Path(run["evals"][bench]) / "metrics.json").read_text())
             assert child.data.metrics[f"{key}.mAP.multi"] == pytest.approx(
                 m["summary"]["multi"]["map"], abs=1e-9)
-        trained = child.data.tags["hybrid.strategy"] != "zero-shot"
+        trained = child.data.tags["hybrid.strategy"] != "zero-shot" and \
+            child.data.tags["hybrid.label"] not in ("merge-mono-cross", "merge-mono-cross + centering")
         assert ("train.steps" in child.data.metrics) == trained
     files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "compare")}
     assert {"report.md", "compare.json", "map-xquad-r.png", "language-bias.png"} <= files

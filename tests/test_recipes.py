@@ -76,6 +76,17 @@ def test_recipe_check_against_the_best_single_strategy(tmp_path):
     assert all(c["hybrid"] != "good" for c in v["checks"])
 
 
+
+def test_centered_rows_are_judged_as_recipes(tmp_path):
+    runs = _strategies(tmp_path) + [
+        {**_run(tmp_path, "x-y + centering", "x-y", 0, (0.80, 0.71, 0.63, 180.0)), "centering": True}]
+    checks = {(c["recipe"], c["benchmark"]): c for c in verdict(aggregate(runs))["recipes"]}
+    c = checks[("x-y + centering", "xquad-r")]
+    assert [m["against"] for m in c["margins"]] == ["x-x-mono", "x-y", "x-y"]  # uncentered references
+    assert [round(m["margin"], 6) for m in c["margins"]] == [0.0, 0.03, 20.0] and c["meets"] is True
+    assert {r for r, _ in checks} == {"x-y + centering"}  # uncentered strategies are not judged
+
+
 def test_recipe_margins_must_exceed_the_seed_spread(tmp_path):
     runs = _strategies(tmp_path, seeds=(0, 1))
     for seed in (0, 1):  # Mo +0.01 over x-x-mono's mean, whose seed sd is 0.0014
@@ -86,3 +97,35 @@ def test_recipe_margins_must_exceed_the_seed_spread(tmp_path):
     assert "MEETS the target" in checks[("clear", "xquad-r")]["sentence"]
     noisy = checks[("noisy", "xquad-r")]
     assert noisy["meets"] is True and noisy["clear"] is False  # Mo +0.0005 < sd 0.0021
+
+
+def test_the_compare_flow_plans_recipe_rows_after_the_rows_they_merge():
+    from flows.compare import (
+        check_recipes,
+        merge_input,
+        run_specs,
+        strategy_labels,
+        train_overrides,
+    )
+
+    labels = strategy_labels(["x-x-mono", "x-y", "hybrid"], 0.5, [], True)
+    assert labels == ROWS
+    chosen = recipes_from(["merge-mono-cross", "multi-positive"], labels)
+    specs = run_specs(["m"], ["x-x-mono", "x-y", "hybrid"], 0.5, [], [0, 1], True, chosen)
+    assert [s["label"] for s in specs] == ["zero-shot", *ROWS[1:], "merge-mono-cross", "multi-positive",
+                                           *ROWS[1:], "merge-mono-cross", "multi-positive"]
+    mp = next(s for s in specs if s["label"] == "multi-positive" and s["seed"] == 1)
+    o = train_overrides(mp, {"run.steps": 5, "data.alpha": 0.9})
+    assert o["data.parallel_k"] == 2 and o["data.alpha"] == 0.5 and o["run.seed"] == 1 and o["run.steps"] == 5
+    check_recipes("tiny", specs, {})
+    bad = run_specs(["m"], ["x-y"], 0.5, [], [0], False, [recipe_from({"name": "b", "overrides": {"data.parallel_k": 0}})])
+    with pytest.raises(HybridError, match="recipes: 'b': "):
+        check_recipes("tiny", bad, {})
+    done = [{"model": "m", "label": "zero-shot", "seed": None, "model_dir": "Z"},
+            {"model": "m", "label": "x-y", "seed": 0, "model_dir": "A0"},
+            {"model": "m", "label": "x-y + centering", "seed": 1, "model_dir": "C1", "centering": True},
+            {"model": "m", "label": "x-y", "seed": 1, "model_dir": "A1"}]
+    spec = {"model": "m", "label": "s", "seed": 1}
+    assert merge_input(done, spec, "x-y") == "A1" and merge_input(done, spec, "zero-shot") == "Z"
+    with pytest.raises(HybridError, match="has no row"):
+        merge_input(done, spec, "x-x-mono")

@@ -8,9 +8,10 @@ language bias is lower than x-x-mono's (`BiasCheck`). Centered groups (`"centeri
 labels ending in `CENTERED`) stay out of the claims; `centering_effects` compares each with its
 uncentered twin (`CenteringEffect`) and the best trained group with the centered zero-shot model
 (`TrainingGain`). Recipe groups (strategy "recipe", `hybrid.recipes`) stay out of the claims
-too; `recipe_checks` judges each against issue #19's target (`RecipeCheck`: Mo >= the best
-single strategy's, Mul >= the best single strategy's, bias <= x-y's, each margin larger than
-the seed spread). The result is a `Verdict` of records: numbers and booleans only.
+too; `recipe_checks` judges each recipe group and each centered group (centering is a recipe
+too) against issue #19's target (`RecipeCheck`: Mo >= the best uncentered single strategy's,
+Mul >= the best uncentered single strategy's, bias <= x-y's, each margin larger than the seed
+spread). The result is a `Verdict` of records: numbers and booleans only.
 
 `verdict_sentences` and `effect_sentence` turn the records into English (nothing else does);
 `verdict_json` / `verdict` give compare.json's "verdict" (records as plain data, sentences
@@ -223,11 +224,12 @@ def judge(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 0.
 
 
 def recipe_checks(groups: list[Group]) -> list[RecipeCheck]:
-    """Per uncentered recipe group and LAReQA benchmark: its Mo and Mul against the best single
-    strategy (x-x-mono, x-y, hybrid at any alpha; uncentered) on that figure, its bias against
-    x-y's. Nothing for a recipe whose model has no single-strategy group."""
+    """Per recipe group (a recipe row, or any centered row: centering is recipe 3) and LAReQA
+    benchmark: its Mo and Mul against the best single strategy (x-x-mono, x-y, hybrid at any
+    alpha; uncentered) on that figure, its bias against x-y's. Nothing for a group whose model
+    has no single-strategy group."""
     out = []
-    for r in (g for g in groups if g.strategy == RECIPE and not g.centering):
+    for r in (g for g in groups if g.strategy == RECIPE or g.centering):
         singles = [g for g in groups if g.model == r.model and not g.centering
                    and g.strategy in SINGLE_STRATEGIES]
         xy = next((g for g in singles if g.strategy == "x-y"), None)
