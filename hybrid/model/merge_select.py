@@ -37,9 +37,10 @@ import numpy as np
 
 from hybrid.errors import HybridError
 from hybrid.model.merge import ModelPair, check_weight
+from hybrid.train.config import DataArgs
 
 DEFAULT_WEIGHTS = tuple(i / 10 for i in range(11))
-DEFAULT_VAL_IDS = 160  # hybrid.train.config's default data.val_ids
+DEFAULT_VAL_IDS = DataArgs().val_ids  # the config's default data.val_ids (one home)
 SELECT = ("mean", "mono", "pooled")
 
 
