@@ -31,6 +31,13 @@ from hybrid.paths import check_data_path
 # Texts per length-sorted chunk in `BiEncoder.embed_texts` on CPU (batch 32: 4 chunks, about 40%
 # fewer padded tokens on XQuAD-R than one batch; 6, 11 and 16 were slower: docs/performance.md).
 TRAIN_CHUNK_CPU = 8
+# On CUDA every batch is padded to a multiple of this many tokens. cuDNN's attention builds
+# an execution plan per input shape (~2.4 ms of CPU each on an H200, bench/results/
+# gpu_check.json); batches padded to their own longest text have a new shape nearly every
+# time, which made gradient caching (many small chunks) 10x slower than the plain step.
+# 16 bounds the shapes to max_length / 16 per batch size. On CPU padding costs compute and
+# nothing is rounded up.
+CUDA_PAD_MULTIPLE = 16
 # What `encode` promises across batchings. A text's padded length and its batch's shape depend
 # on its batch mates (batch size, chunking of a corpus), and CPU matrix kernels round
 # differently for different shapes (AMD EPYC: one float32 ulp of a score; me5-small on an
@@ -190,6 +197,12 @@ class BiEncoder(torch.nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def pad_multiple(self) -> int | None:
+        """Batches are padded to a multiple of this many tokens (`CUDA_PAD_MULTIPLE` on
+        CUDA, None elsewhere)."""
+        return CUDA_PAD_MULTIPLE if self.device.type == "cuda" else None
+
     # ------------------------------------------------------------------ forward
     def length_order(self, texts: Sequence[str], kind: Kind) -> tuple[Any, list[int]]:
         """`length_order` with `kind`'s prefix and max length (the order of `encode`)."""
@@ -203,7 +216,8 @@ class BiEncoder(torch.nn.Module):
             raise TypeError("tokenize() takes a list of texts, not a single string")
         prefix = self.prefixes[kind]
         return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
-                                   max_length=self.max_lens[kind], return_tensors="pt"))
+                                   max_length=self.max_lens[kind], return_tensors="pt",
+                                   pad_to_multiple_of=self.pad_multiple))
 
     def embed(self, batch: dict[str, torch.Tensor],
               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,22 +248,39 @@ class BiEncoder(torch.nn.Module):
         padded to its own longest text, instead of one batch padded to the longest of all:
         the vectors are the same (padding is masked), the padded tokens fewer. Default
         `chunk`: `TRAIN_CHUNK_CPU` on CPU (where compute grows with padded tokens), the whole
-        batch elsewhere (on a GPU small chunks cost more than padding).
+        batch elsewhere (on a GPU small chunks cost more than padding). The same as
+        `embed_tokenized(tokenize_chunks(texts, kind, chunk))`.
         """
+        return self.embed_tokenized(self.tokenize_chunks(texts, kind, chunk))
+
+    def tokenize_chunks(self, texts: Sequence[str], kind: Kind,
+                        chunk: int | None = None) -> tuple[list[dict], list[int] | None, int]:
+        """The tokenized input of `embed_texts` (to embed the same texts twice, as gradient
+        caching does, with one tokenization): (padded chunks, their length order or None
+        for a single unsorted batch, the number of texts)."""
         kind = check_kind(kind)
         texts = list(texts)
         n = len(texts)
-        if n == 0:
-            return torch.zeros(0, self.dim, device=self.device)
         if chunk is None:
             chunk = TRAIN_CHUNK_CPU if self.device.type == "cpu" else n
+        if n == 0:
+            return [], None, 0
         if chunk >= n:
-            return self.embed(self.tokenize(texts, kind))
+            return [self.tokenize(texts, kind)], None, n
         # Tokenized once, unpadded; each chunk is then padded to its own longest text.
         enc, order = self.length_order(texts, kind)
         batches = [dict(self.tokenizer.pad({k: [enc[k][i] for i in order[s:s + chunk]] for k in enc.keys()},
-                                           return_tensors="pt"))
+                                           return_tensors="pt", pad_to_multiple_of=self.pad_multiple))
                    for s in range(0, n, chunk)]
+        return batches, order, n
+
+    def embed_tokenized(self, chunks: tuple[list[dict], list[int] | None, int]) -> torch.Tensor:
+        """Differentiable embeddings [n, dim] in input order of `tokenize_chunks` output."""
+        batches, order, n = chunks
+        if n == 0:
+            return torch.zeros(0, self.dim, device=self.device)
+        if order is None:
+            return self.embed(batches[0])
         words = self.model.get_input_embeddings()
         if words.weight.requires_grad:
             # One lookup for all chunks: the backward of each lookup writes a dense
@@ -294,7 +325,8 @@ class BiEncoder(torch.nn.Module):
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
-                batch = self.tokenizer.pad(feats, padding=True, return_tensors="pt")
+                batch = self.tokenizer.pad(feats, padding=True, return_tensors="pt",
+                                           pad_to_multiple_of=self.pad_multiple)
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
                     emb = self.embed(dict(batch))
                 out[idx] = emb.float().cpu().numpy()

@@ -171,3 +171,32 @@ def test_embed_texts_in_chunks_equals_one_padded_batch(enc):
     enc.model.get_input_embeddings().weight.requires_grad_(True)
     enc.model.zero_grad(set_to_none=True)
     assert enc.embed_texts([], "query").shape == (0, enc.dim)
+
+
+class _Padded(BiEncoder):
+    """The CUDA padding rule on CPU: every batch padded to a multiple of 16 tokens."""
+
+    pad_multiple = 16
+
+
+def test_padding_to_a_multiple_changes_shapes_not_vectors(enc):
+    """On CUDA batches are padded to `CUDA_PAD_MULTIPLE` tokens (bounded shapes for cuDNN's
+    attention plans): every path pads to the multiple and the vectors stay those of the
+    batch padded to its longest text, in training (chunked or not) and in `encode`."""
+    from hybrid.encoder import CUDA_PAD_MULTIPLE
+
+    assert enc.pad_multiple is None and CUDA_PAD_MULTIPLE == 16
+    padded = _Padded(enc.model, enc.tokenizer)
+    toks = padded.tokenize(TEXTS, "passage")
+    assert toks["input_ids"].shape[1] % 16 == 0
+    assert toks["input_ids"].shape[1] > enc.tokenize(TEXTS, "passage")["input_ids"].shape[1]
+    batches, order, n = padded.tokenize_chunks(TEXTS, "passage", chunk=4)
+    assert n == len(TEXTS) and sorted(order) == list(range(n))
+    assert all(b["input_ids"].shape[1] % 16 == 0 for b in batches)
+    with torch.no_grad():
+        for chunk in (None, 4, len(TEXTS)):
+            want = enc.embed_texts(TEXTS, "passage", chunk=chunk)
+            got = padded.embed_texts(TEXTS, "passage", chunk=chunk)
+            assert torch.allclose(got, want, atol=1e-5), chunk
+    np.testing.assert_allclose(padded.encode(TEXTS, "query", batch_size=3, show_progress=False),
+                               enc.encode(TEXTS, "query", batch_size=3, show_progress=False), atol=1e-5)

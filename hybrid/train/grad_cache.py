@@ -11,6 +11,7 @@ cannot be split into independent mini-batches. GradCache splits the *encoder* wo
    workers, `all_gather_with_grad`'s backward sums every worker's part);
 3. per chunk: restore its RNG state (the same dropout masks), embed it again with the
    graph and backpropagate `embedding . cached gradient`, accumulating parameter gradients.
+   Each chunk is tokenized once, for both passes.
 
 Loss and parameter gradients equal those of one forward/backward over the whole batch (to
 float rounding, tests/test_grad_cache.py), at the cost of a second forward pass. Chunks are
@@ -42,29 +43,39 @@ def _chunks(texts: Sequence[str], chunk: int) -> list[list[int]]:
     return [order[s:s + chunk] for s in range(0, len(order), chunk)]
 
 
+def _tokenized(encoder, texts: Sequence[str], kind: str, chunk: int) -> list:
+    """[(indices on the encoder's device, `tokenize_chunks` output)] per chunk."""
+    dev = encoder.device
+    return [(torch.tensor(idx, device=dev), encoder.tokenize_chunks([texts[i] for i in idx], kind))
+            for idx in _chunks(texts, chunk)]
+
+
+def _embed_no_grad(encoder, chunks: list, n: int, bf16: bool, states: list | None) -> torch.Tensor:
+    dev = encoder.device
+    out = torch.empty(n, encoder.dim, device=dev)
+    with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+        for idx, tokens in chunks:
+            if states is not None:
+                states.append(_rng_state(dev))
+            out[idx] = encoder.embed_tokenized(tokens).float()
+    return out
+
+
 def embed_chunked(encoder, texts: Sequence[str], kind: str, chunk: int, bf16: bool,
                   states: list | None = None) -> torch.Tensor:
     """Embeddings [len(texts), dim] (float32, input order) computed `chunk` texts at a time
     without a graph. If `states` is a list, the RNG state before each chunk is appended."""
-    dev = encoder.device
-    out = torch.empty(len(texts), encoder.dim, device=dev)
-    with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-        for idx in _chunks(texts, chunk):
-            if states is not None:
-                states.append(_rng_state(dev))
-            out[torch.tensor(idx, device=dev)] = encoder.embed_texts([texts[i] for i in idx], kind).float()
-    return out
+    return _embed_no_grad(encoder, _tokenized(encoder, texts, kind, chunk), len(texts), bf16, states)
 
 
-def _replay(encoder, texts: Sequence[str], kind: str, chunk: int, bf16: bool, states: list,
-            grad: torch.Tensor) -> None:
+def _replay(encoder, chunks: list, bf16: bool, states: list, grad: torch.Tensor) -> None:
     """Second pass: chunk by chunk, the same RNG state, backward of (embedding . grad)."""
     dev = encoder.device
-    for idx, state in zip(_chunks(texts, chunk), states, strict=True):
+    for (idx, tokens), state in zip(chunks, states, strict=True):
         _set_rng_state(state, dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-            emb = encoder.embed_texts([texts[i] for i in idx], kind).float()
-        emb.backward(grad[torch.tensor(idx, device=dev)])
+            emb = encoder.embed_tokenized(tokens).float()
+        emb.backward(grad[idx])
 
 
 def cached_backward(encoder, queries: Sequence[str], passages: Sequence[str], loss_fn, chunk: int,
@@ -79,12 +90,14 @@ def cached_backward(encoder, queries: Sequence[str], passages: Sequence[str], lo
     dev = encoder.device
     q_states: list = []
     p_states: list = []
-    q = embed_chunked(encoder, queries, "query", chunk, bf16, q_states).requires_grad_()
-    p = embed_chunked(encoder, passages, "passage", chunk, bf16, p_states).requires_grad_()
+    q_chunks = _tokenized(encoder, queries, "query", chunk)  # tokenized once for both passes
+    p_chunks = _tokenized(encoder, passages, "passage", chunk)
+    q = _embed_no_grad(encoder, q_chunks, len(queries), bf16, q_states).requires_grad_()
+    p = _embed_no_grad(encoder, p_chunks, len(passages), bf16, p_states).requires_grad_()
     after = _rng_state(dev)
     loss = loss_fn(q, p)
     loss.backward()
-    _replay(encoder, queries, "query", chunk, bf16, q_states, q.grad)
-    _replay(encoder, passages, "passage", chunk, bf16, p_states, p.grad)
+    _replay(encoder, q_chunks, bf16, q_states, q.grad)
+    _replay(encoder, p_chunks, bf16, p_states, p.grad)
     _set_rng_state(after, dev)
     return loss.detach()
