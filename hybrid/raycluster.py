@@ -13,8 +13,10 @@
 - Otherwise start a local Ray (no dashboard) that the caller shuts down: `ensure_ray`
   returns True then, and `ray_session` shuts it down at exit.
 
-`quiet_session()` is the `ray_session` of encoding and evaluation (all of this machine's
-CPUs for a local start, workers' output not forwarded, the caller's logging untouched).
+`quiet_session(shards)` is the `ray_session` of encoding and evaluation (all of this
+machine's CPUs for a local start, workers' output not forwarded, the caller's logging
+untouched). With one shard and no Ray to use (`local_only`) it starts none: the encoding
+runs in the calling process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -183,9 +186,24 @@ def ray_session(num_cpus: int | None = None, *, log_to_driver: bool = True,
             ray.shutdown()
 
 
-def quiet_session() -> contextlib.AbstractContextManager[bool]:
+def local_only(shards: int) -> bool:
+    """True when one shard is asked for and there is no Ray to use (none initialised in
+    this process, no cluster in RAY_ADDRESS): the encoding then runs in this process,
+    since a local Ray start costs more than it gives (~15-20 s per start on 2 cores, and
+    a worker that loads the model again)."""
+    if shards != 1 or cluster_address() is not None:
+        return False
+    ray = sys.modules.get("ray")  # not imported: not initialised
+    return not (ray is not None and ray.is_initialized())
+
+
+def quiet_session(shards: int | None = None) -> contextlib.AbstractContextManager[bool]:
     """`ray_session` as encoding and evaluation use it: a local start gets all of this
     machine's CPUs, workers' output is not forwarded to the driver and the caller's logging
     is left as it is. An evaluation holds one for its whole run, so that its many
-    `encode_texts` calls share one Ray instead of each starting and stopping its own."""
+    `encode_texts` calls share one Ray instead of each starting and stopping its own.
+    `shards`: the shard count the block encodes with; when `local_only(shards)` no Ray is
+    started (the block yields False)."""
+    if shards is not None and local_only(shards):
+        return contextlib.nullcontext(False)
     return ray_session(os.cpu_count(), log_to_driver=False, configure_logging=False)

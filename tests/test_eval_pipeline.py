@@ -1,6 +1,8 @@
 """Sharded encoding on Ray with the tiny model, its cache, and `hybrid evaluate` end to end."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,40 @@ def test_shard_count_does_not_change_embeddings_and_parts_are_reused(
     # A complete set serves any shard count without new work.
     two = encode_texts(tiny, ids, texts, "passage", shards=2, cache=tmp_path / "a", **kw)
     assert np.array_equal(two.vectors, one.vectors) and not list(entry.glob("part-*-of-002*"))
+
+
+IN_PROCESS = """
+import sys, numpy as np, pandas as pd
+from hybrid.evaluation import encode_texts
+t = pd.read_parquet(sys.argv[2])
+e = encode_texts(sys.argv[1], t["cid"], t["sentence"], "passage", shards=1, batch_size=16,
+                 progress=False, cache=sys.argv[3])
+np.save(sys.argv[4], e.vectors)
+ray = sys.modules.get("ray")
+print("ray initialised" if ray is not None and ray.is_initialized() else "no ray")
+"""
+
+
+def test_one_shard_without_ray_runs_in_process_with_the_same_vectors(
+        ray_session, tiny, sentences, tmp_path):
+    """With no Ray initialised and no RAY_ADDRESS, one shard is encoded in the calling process
+    (`hybrid.raycluster.local_only`): no Ray is started, the vectors are those of N Ray shards
+    bit for bit, and they land in the same cache entry."""
+    import os
+
+    table = tmp_path / "t.parquet"
+    sentences.to_parquet(table)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", IN_PROCESS, str(tiny), str(table), str(tmp_path / "c"),
+                           str(tmp_path / "v.npy")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "no ray"
+    ids, texts = sentences["cid"], sentences["sentence"]
+    ray_shards = encode_texts(tiny, ids, texts, "passage", shards=3, batch_size=16, progress=False,
+                              cache=tmp_path / "r")
+    assert np.array_equal(np.load(tmp_path / "v.npy"), ray_shards.vectors)
+    entry = cache_entry(tiny, ids, texts, "passage", batch_size=16, cache=tmp_path / "c")
+    assert {p.name.split(".")[0] for p in entry.glob("part-*")} == {"part-000-of-001"}
 
 
 def test_bf16_is_close_but_cached_apart(ray_session, tiny, sentences, tmp_path):

@@ -76,7 +76,7 @@ def evaluate_bitext(model, bitext, out, *, trec: bool = False, shards: int = 1,
     counts: dict[str, dict] = {}
     runs, qrels = [], []
     t_enc = 0.0
-    with quiet_session():
+    with quiet_session(shards):
         for p in bitext.pairs:
             t = time.perf_counter()
             for side in (p.src, p.tgt):  # each side's distinct texts are encoded once

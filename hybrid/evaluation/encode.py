@@ -9,7 +9,9 @@ batches. Each shard is one Ray task (`num_cpus` = CPUs / shards, at least 1; one
 when the cluster has GPUs) that runs `BiEncoder.encode` on its texts, which keeps that
 order and batching. So every text is encoded in the same batch, padded to the same length,
 whatever the shard count, and the results are bit-identical for 1 or N shards. One shard is
-the degenerate case of the same path (still one Ray task). Another batch size changes the
+the degenerate case of the same path: one Ray task where Ray is there to use (initialised,
+or a cluster in RAY_ADDRESS), else the same body in this process
+(`hybrid.raycluster.local_only`: a local Ray start would cost more than the encoding). Another batch size changes the
 batches, and so the vectors within `hybrid.encoder.SCORE_ATOL` (the cache keys on it).
 
 Cache. Entries live under `{cache}/embeddings/{model fingerprint}/{kind}-{table
@@ -22,13 +24,15 @@ is used as is (the vectors do not depend on it). The driver writes each part as 
 finishes.
 
 Ray: an already initialised Ray (a cluster, or the caller's session) is used as is;
-otherwise a local one is started for the call and shut down after it.
+otherwise, for more than one shard, a local one is started for the call and shut down
+after it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -151,7 +155,8 @@ def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, pr
         onnx_path = str(export_onnx(model_dir, int8=backend == "onnx-int8"))
     else:
         onnx_path = None
-    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path):
+    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path,
+                              shards):
         emb.save(entry, n)
         done[n] = emb
     return _merge([done[n] for n in names], ids)
@@ -212,13 +217,21 @@ def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
     return [order[cuts[i]:cuts[i + 1]] for i in range(shards)]
 
 
-def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path=None):
-    """Yield (part name, Embeddings) as the Ray tasks finish; the bar moves per chunk."""
+def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path=None,
+                shards=None):
+    """Yield (part name, Embeddings) as the Ray tasks finish (or, for one shard with no Ray
+    to use, `hybrid.raycluster.local_only`, as this process encodes it); the bar moves per
+    chunk."""
     if not todo:
         return
-    import ray
+    from hybrid.raycluster import local_only, quiet_session
 
-    from hybrid.raycluster import quiet_session
+    desc = f"encode {'queries' if kind == 'query' else 'passages'}"
+    if shards is not None and local_only(shards):
+        yield from _run_here(model_dir, ids, texts, todo, kind, bf16, batch_size, progress,
+                             onnx_path, desc)
+        return
+    import ray
 
     with quiet_session():
         res = ray.cluster_resources()
@@ -227,8 +240,7 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, o
         task = _shard_task().options(num_cpus=cpus, num_gpus=1 if res.get("GPU", 0) else 0)
         pending = {task.remote(str(model_dir), [texts[i] for i in rows], kind, batch_size,
                                bf16, cpus, onnx_path): (n, rows, []) for n, rows in todo}
-        bar = tqdm(total=sum(len(r) for _, r in todo), desc=f"encode {'queries' if kind == 'query' else 'passages'}", unit="text",
-                   disable=not progress)
+        bar = tqdm(total=sum(len(r) for _, r in todo), desc=desc, unit="text", disable=not progress)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             gen = ready[0]
@@ -240,6 +252,25 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, o
                 del pending[gen]
                 yield name, Embeddings(ids[rows], np.concatenate(chunks))
         bar.close()
+
+
+def _run_here(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path, desc):
+    """`_run_shards` in this process: the shard task's body with all of this machine's CPUs
+    (as a local Ray start would give it); the caller's torch thread count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        for name, rows in todo:
+            chunks = []
+            with tqdm(total=len(rows), desc=desc, unit="text", disable=not progress) as bar:
+                for chunk in _encode_chunks(str(model_dir), [texts[i] for i in rows], kind,
+                                            batch_size, bf16, os.cpu_count() or 1, onnx_path):
+                    chunks.append(chunk)
+                    bar.update(len(chunk))
+            yield name, Embeddings(ids[rows], np.concatenate(chunks))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _encode_chunks(model_dir: str, texts: list[str], kind: str, batch_size: int, bf16: bool,

@@ -179,7 +179,7 @@ def evaluate_ir(model, collections, out, *, benchmark: str = "trec", index: str 
     collections = list(collections)
     model_dir = resolve_model(model)
     settings, counts, stats, runs, qrels = {}, {}, {}, [], []
-    with quiet_session():
+    with quiet_session(shards):
         for c in collections:
             run, st = retrieve(model_dir, c, depth=depth, chunk_size=chunk_size, index=index,
                                shards=shards, bf16=bf16, batch_size=batch_size, cache=cache,
