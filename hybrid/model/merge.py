@@ -152,6 +152,15 @@ def _file_specs(model_dir: Path) -> dict:
     return out
 
 
+def _same_tokenizer_files(dir_a: Path, dir_b: Path) -> bool:
+    """True when both directories hold a `tokenizer.json` with the same bytes."""
+    from hybrid.hashing import sha256_file
+
+    fa, fb = dir_a / "tokenizer.json", dir_b / "tokenizer.json"
+    return (fa.is_file() and fb.is_file() and fa.stat().st_size == fb.stat().st_size
+            and sha256_file(fa) == sha256_file(fb))
+
+
 def check_files(dir_a: Path, dir_b: Path, names: tuple[str, str] = ("A", "B")) -> None:
     """HybridError (one line) unless A and B have the same config sizes (`ARCH_FIELDS`),
     tokenizer vocabulary and, where the weight files name the same tensors, the same shapes
@@ -165,8 +174,11 @@ def check_files(dir_a: Path, dir_b: Path, names: tuple[str, str] = ("A", "B")) -
     for k in ARCH_FIELDS:
         if ca.get(k) != cb.get(k):
             _refuse(names, f"config {k} {ca.get(k)!r} vs {cb.get(k)!r}")
-    va = AutoTokenizer.from_pretrained(dir_a).get_vocab()
-    vb = AutoTokenizer.from_pretrained(dir_b).get_vocab()
+    if _same_tokenizer_files(Path(dir_a), Path(dir_b)):
+        va = vb = None  # the same files: the same vocabulary (no 250k-token parse)
+    else:
+        va = AutoTokenizer.from_pretrained(dir_a).get_vocab()
+        vb = AutoTokenizer.from_pretrained(dir_b).get_vocab()
     if va != vb:
         detail = (f"{len(va)} vs {len(vb)} tokens" if len(va) != len(vb)
                   else f"same size {len(va)}, different tokens")
