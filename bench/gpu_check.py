@@ -4,9 +4,10 @@ MLflow or pandas; no model weights, no network). One JSON file:
 
 - `speed`: a randomly initialised encoder with me5-small's config (BertConfig: vocab
   250037, hidden 384, 12 layers, 12 heads, intermediate 1536, 512 positions), bf16
-  autocast, word embeddings trained (the GPU default): global batch 256 plain, 256 with gradient caching
-  in chunks of 64 (its overhead), and 4096 with gradient caching (`--chunk` texts per
-  chunk): pairs/s (median step) and peak GPU memory (`torch.cuda.max_memory_allocated`);
+  autocast, word embeddings trained (the GPU default): global batch 256 plain, 256 with
+  gradient caching in chunks of 64 (its overhead), and 4096 with gradient caching (`--chunk`
+  texts per chunk): pairs/s (median step) and peak GPU memory
+  (`torch.cuda.max_memory_allocated`);
 - `gradients`: a tiny encoder (hidden 32, 2 layers, dropout off), one backward of the same
   batch (hard negatives included) on the device vs the CPU fp32 path: max relative
   difference (||g_dev - g_cpu|| / ||g_cpu|| over the whole gradient and the largest per

@@ -1,6 +1,7 @@
 """Sharded encoding on Ray with the tiny model, its cache, and `hybrid evaluate` end to end."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -66,8 +67,6 @@ def test_one_shard_without_ray_runs_in_process_with_the_same_vectors(
     """With no Ray initialised and no RAY_ADDRESS, one shard is encoded in the calling process
     (`hybrid.raycluster.local_only`): no Ray is started, the vectors are those of N Ray shards
     bit for bit, and they land in the same cache entry."""
-    import os
-
     table = tmp_path / "t.parquet"
     sentences.to_parquet(table)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

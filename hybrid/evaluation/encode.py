@@ -11,8 +11,9 @@ order and batching. So every text is encoded in the same batch, padded to the sa
 whatever the shard count, and the results are bit-identical for 1 or N shards. One shard is
 the degenerate case of the same path: one Ray task where Ray is there to use (initialised,
 or a cluster in RAY_ADDRESS), else the same body in this process
-(`hybrid.raycluster.local_only`: a local Ray start would cost more than the encoding). Another batch size changes the
-batches, and so the vectors within `hybrid.encoder.SCORE_ATOL` (the cache keys on it).
+(`hybrid.raycluster.local_only`: a local Ray start would cost more than the encoding).
+Another batch size changes the batches, and so the vectors within
+`hybrid.encoder.SCORE_ATOL` (the cache keys on it).
 
 Cache. Entries live under `{cache}/embeddings/{model fingerprint}/{kind}-{table
 fingerprint}-{fp32|bf16}-b{batch_size}/part-{i}-of-{n}.*` (see
@@ -155,8 +156,8 @@ def _encode_raw(model_dir, ids, texts, kind, shards, bf16, batch_size, cache, pr
         onnx_path = str(export_onnx(model_dir, int8=backend == "onnx-int8"))
     else:
         onnx_path = None
-    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path,
-                              shards):
+    for n, emb in _run_shards(model_dir, ids, texts, todo, kind, shards, bf16, batch_size, progress,
+                              onnx_path):
         emb.save(entry, n)
         done[n] = emb
     return _merge([done[n] for n in names], ids)
@@ -217,8 +218,8 @@ def _split(order: np.ndarray, shards: int, batch_size: int) -> list[np.ndarray]:
     return [order[cuts[i]:cuts[i + 1]] for i in range(shards)]
 
 
-def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, onnx_path=None,
-                shards=None):
+def _run_shards(model_dir, ids, texts, todo, kind, shards, bf16, batch_size, progress,
+                onnx_path=None):
     """Yield (part name, Embeddings) as the Ray tasks finish (or, for one shard with no Ray
     to use, `hybrid.raycluster.local_only`, as this process encodes it); the bar moves per
     chunk."""
@@ -227,7 +228,7 @@ def _run_shards(model_dir, ids, texts, todo, kind, bf16, batch_size, progress, o
     from hybrid.raycluster import local_only, quiet_session
 
     desc = f"encode {'queries' if kind == 'query' else 'passages'}"
-    if shards is not None and local_only(shards):
+    if local_only(shards):
         yield from _run_here(model_dir, ids, texts, todo, kind, bf16, batch_size, progress,
                              onnx_path, desc)
         return
