@@ -13,6 +13,7 @@ sentence-transformers directory that `from_pretrained` and `SentenceTransformer`
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class EncoderTokenizer:
         settings of `BiEncoder.from_pretrained` (`pooling`, `query_prefix`, ...); those left
         out or None come from the directory. Reads the model files' headers
         (`check_model_files`), its config and tokenizer; no weights."""
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         from hybrid.model.check import check_model_files
         from hybrid.model.resolve import resolve_model
@@ -110,7 +111,7 @@ class EncoderTokenizer:
         settings = {k: (stored[k] if v is None else v) for k, v in given.items()}
         if settings["pooling"] not in ("mean", "cls"):
             raise HybridError(f"pooling: must be 'mean' or 'cls', not {settings['pooling']!r}")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(Path(path), trust_remote_code)
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         limit = getattr(config, "max_position_embeddings", None)
         if limit:
@@ -127,6 +128,33 @@ class EncoderTokenizer:
         """`length_order` with `kind`'s prefix and max length."""
         kind = check_kind(kind)
         return length_order(self.tokenizer, texts, self.prefixes[kind], self.max_lens[kind])
+
+
+# Files a tokenizer is not read from: a change to them keeps a cached tokenizer.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".npy")
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    """`AutoTokenizer.from_pretrained(path)`, loaded once per process while the directory's
+    non-weight files are unchanged (name, inode, size and mtime of each are the cache key).
+    Loading the 250k-piece multilingual tokenizer costs ~2 s (a Python parse of its
+    tokenizer.json in transformers, then the Rust one), and a model directory is opened
+    several times per process (length order, then the encoder). The object is shared by
+    the callers: nothing in hybrid changes a tokenizer's settings (truncation and padding are
+    per call)."""
+    files = []
+    for f in sorted(Path(path).iterdir()):
+        if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES):
+            st = f.stat()
+            files.append((f.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return _cached_tokenizer(str(path), trust_remote_code, tuple(files))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(path: str, trust_remote_code: bool, files: tuple):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def _load_automodel(path: Path, trust_remote_code: bool):

@@ -167,7 +167,9 @@ def check_files(dir_a: Path, dir_b: Path, names: tuple[str, str] = ("A", "B")) -
     and dtypes. Reads configs, tokenizers and safetensors headers only (no weights); files
     naming their tensors differently (a task model's `bert.` prefix) are left to
     `check_tensors` on the loaded models."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from hybrid.encoder import load_tokenizer
 
     ca = AutoConfig.from_pretrained(dir_a).to_dict()
     cb = AutoConfig.from_pretrained(dir_b).to_dict()
@@ -177,8 +179,8 @@ def check_files(dir_a: Path, dir_b: Path, names: tuple[str, str] = ("A", "B")) -
     if _same_tokenizer_files(Path(dir_a), Path(dir_b)):
         va = vb = None  # the same files: the same vocabulary (no 250k-token parse)
     else:
-        va = AutoTokenizer.from_pretrained(dir_a).get_vocab()
-        vb = AutoTokenizer.from_pretrained(dir_b).get_vocab()
+        va = load_tokenizer(Path(dir_a)).get_vocab()
+        vb = load_tokenizer(Path(dir_b)).get_vocab()
     if va != vb:
         detail = (f"{len(va)} vs {len(vb)} tokens" if len(va) != len(vb)
                   else f"same size {len(va)}, different tokens")

@@ -9,6 +9,7 @@ transformers 5 rebuilds the pipeline and changes some ids. Ids: <s>=0, <pad>=1, 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def me5_tokenizer_file() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def me5_tokenizer():
-    """A `PreTrainedTokenizerFast` for multilingual-e5 with its special tokens set."""
+    """A `PreTrainedTokenizerFast` for multilingual-e5 with its special tokens set (built once
+    per process and shared: callers save it or tokenize with it, never change it)."""
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_file=str(me5_tokenizer_file()),
