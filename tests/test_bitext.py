@@ -85,7 +85,7 @@ def test_ranks_match_a_per_query_reference_with_duplicates_and_ties():
     assert len(tied) and (ranks[tied] >= 2).all()  # a tie never counts as a hit
 
 
-def test_identical_translations_are_all_found(ray_session, tiny, tmp_path):
+def test_identical_translations_are_all_found(tiny, tmp_path):
     """Lines identical in both files must be retrieved at rank 1 by any model: this checks
     that gold ids, pools and the metrics line up; a shuffled file must score lower."""
     lines = [f"sentence number {i} about {w}" for i, w in enumerate(["cats", "dogs", "rain"] * 12)]
@@ -108,7 +108,7 @@ def test_identical_translations_are_all_found(ray_session, tiny, tmp_path):
     assert "| de-fr | 100.0 | 100.0 | 36 | 36 |" in (out / "report.md").read_text()
 
 
-def test_tatoeba_cli_default_source_and_both_directions(ray_session, tiny, small_tatoeba,
+def test_tatoeba_cli_default_source_and_both_directions(tiny, small_tatoeba,
                                                         tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HYBRID_DATA", str(small_tatoeba))
     out = tmp_path / "t"
@@ -130,7 +130,7 @@ def test_tatoeba_cli_default_source_and_both_directions(ray_session, tiny, small
     assert not bad.exists()
 
 
-def test_a_known_baseline_is_evaluated_with_its_settings(ray_session, tiny, tmp_path):
+def test_a_known_baseline_is_evaluated_with_its_settings(tiny, tmp_path):
     """A plain HF directory in the HF cache layout of LaBSE is evaluated with CLS pooling
     and no prefixes (hybrid.model.baselines), through the benchmark entry point."""
     import shutil

@@ -110,7 +110,7 @@ def _corpus(path: Path, n: int = 60, tag: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def centered(tiny, ray_session, tmp_path_factory) -> Path:
+def centered(tiny, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("centered")
     return center_model(str(tiny), _corpus(d / "est.parquet", tag="estimate "), d / "model",
                         per_language=15, progress=False)
@@ -133,7 +133,7 @@ def test_center_model_writes_the_model_and_its_means(centered, tiny):
         assert np.allclose(c.means["passage"][x], raw[np.asarray(ls) == x].mean(axis=0), atol=1e-5)
 
 
-def test_encode_paths_agree(centered, tiny, ray_session, tmp_path):
+def test_encode_paths_agree(centered, tiny, tmp_path):
     """encode_texts (evaluation, bitext, index), the searcher's query path and `hybrid
     encode` give the same centered vectors as Centering.apply on BiEncoder.encode."""
     from hybrid.cli import main

@@ -1,6 +1,6 @@
 """MIRACL through `datasets` on a local fixture in the Hub layout, streamed corpus chunks,
 'hybrid evaluate --benchmark miracl|trec' end to end, and the run files of MIRACL and of a
-LAReQA benchmark ('--trec') checked with ir_measures (one Ray session for the module)."""
+LAReQA benchmark ('--trec') checked with ir_measures."""
 
 import json
 from pathlib import Path
@@ -36,7 +36,7 @@ def test_reader_streams_the_corpus_in_chunks():
         read_miracl(FIXTURE, ["ar"])
 
 
-def test_chunking_does_not_change_the_run(ray_session, tiny):
+def test_chunking_does_not_change_the_run(tiny):
     """Chunk size and index kind leave the run as it is, up to the encoder's stated score
     noise (`SCORE_ATOL`: other batch mates, other kernel shapes); the index kind alone
     changes nothing (the same vectors, scores recomputed exactly)."""
@@ -72,7 +72,7 @@ def test_runs_agree_tells_noise_from_a_changed_run():
     assert runs_agree(a, a.iloc[:2]) == ["q: 3 vs 2 documents"]
 
 
-def test_miracl_cli_end_to_end_matches_ir_measures(ray_session, tiny, tmp_path):
+def test_miracl_cli_end_to_end_matches_ir_measures(tiny, tmp_path):
     out = tmp_path / "m"
     assert main(["evaluate", "--model", str(tiny), "--benchmark", "miracl", "--source",
                  str(FIXTURE), "--languages", "de,sw", "--out", str(out), "--trec"]) == 0
@@ -125,7 +125,7 @@ def test_bad_sources_fail_in_one_line(tiny, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_lareqa_run_file_agrees_with_the_exact_matrix(ray_session, tiny, tmp_path, mlqa_dir):
+def test_lareqa_run_file_agrees_with_the_exact_matrix(tiny, tmp_path, mlqa_dir):
     """'--trec' on a LAReQA benchmark: the pooled top-10 run and the qrels, read back by
     ir_measures, give each X-multi setting's R@10 (exact ranks <= 10 = in the top 10)."""
     out = tmp_path / "eval"

@@ -25,14 +25,14 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def index(tiny, corpus, ray_session, tmp_path_factory) -> Path:
+def index(tiny, corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("idx") / "index"
     assert main(["index", "build", "--model", str(tiny), "--corpus", str(corpus),
                  "--out", str(out), "--kind", "hnsw"]) == 0
     return out
 
 
-@pytest.mark.slow  # a Ray encoding task
+@pytest.mark.slow  # builds an index (its encoding in this process: one shard, no Ray)
 def test_build_then_search_text_and_json(index, capsys):
     capsys.readouterr()
     assert main(["search", "--index", str(index), "-k", "4", "cathedral", "Dom"]) == 0

@@ -19,7 +19,7 @@ HOSTILE = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>'
 
 
 @pytest.fixture(scope="module")
-def url(tiny, ray_session, tmp_path_factory):
+def url(tiny, tmp_path_factory):
     d = tmp_path_factory.mktemp("page")
     rows = [{"id": f"p{i}", "text": f"passage {i} about topic {i % 4}", "lang": ("de", "fr")[i % 2]}
             for i in range(40)] + [{"id": "evil", "text": HOSTILE, "lang": "en"}]

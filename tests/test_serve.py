@@ -26,7 +26,7 @@ def write_corpus(path: Path, n: int, tag: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def index(tiny, ray_session, tmp_path_factory) -> Path:
+def index(tiny, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("serve")
     return build_index(str(tiny), write_corpus(d / "c.jsonl", 90, "old"), d / "index", progress=False)
 
@@ -99,7 +99,7 @@ def test_malformed_bodies_methods_and_paths(url):
     assert '<input id="q"' in page.text and "http://" not in page.text and "https://" not in page.text
 
 
-def test_rebuilt_index_is_served_with_no_failed_request(url, index, tiny, ray_session):
+def test_rebuilt_index_is_served_with_no_failed_request(url, index, tiny):
     """Clients keep searching while the index directory is rebuilt over another corpus:
     every request succeeds, and within seconds the answers come from the new version."""
     new = write_corpus(index.parent / "c2.jsonl", 60, "new")
