@@ -200,3 +200,22 @@ def test_padding_to_a_multiple_changes_shapes_not_vectors(enc):
             assert torch.allclose(got, want, atol=1e-5), chunk
     np.testing.assert_allclose(padded.encode(TEXTS, "query", batch_size=3, show_progress=False),
                                enc.encode(TEXTS, "query", batch_size=3, show_progress=False), atol=1e-5)
+
+
+def test_tokenizer_is_loaded_once_until_its_files_change(tmp_path):
+    """Two loads of one directory share the tokenizer; a changed tokenizer file (here its
+    model_max_length) or another directory loads anew; a changed weights file does not."""
+    from hybrid.encoder import load_tokenizer
+
+    d = make_tiny_model(tmp_path / "m", seed=0)
+    first = load_tokenizer(d)
+    assert load_tokenizer(d) is first and BiEncoder.from_pretrained(d).tokenizer is first
+    (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())
+    assert load_tokenizer(d) is first
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg["model_max_length"] = 77
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    changed = load_tokenizer(d)
+    assert changed is not first and changed.model_max_length == 77 and first.model_max_length == 512
+    other = make_tiny_model(tmp_path / "o", seed=0)
+    assert load_tokenizer(other) is not changed
