@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,11 @@ CUDA_PAD_MULTIPLE = 16
 # between items whose scores are that close. The same batches give bit-identical vectors:
 # sharded encoding keeps every text's batch, so any shard count gives the same vectors.
 SCORE_ATOL = 1e-5
+# A fast tokenizer sets truncation and padding on its shared Rust object before each call, so
+# two threads calling one tokenizer object with different max lengths (a flow's concurrent
+# encodings of queries and passages; tokenizers are shared per process, `load_tokenizer`)
+# could tokenize with each other's settings. Every call that truncates takes this lock.
+TOKENIZER_LOCK = threading.Lock()
 
 
 def length_order(tokenizer, texts: Sequence[str], prefix: str,
@@ -59,8 +65,9 @@ def length_order(tokenizer, texts: Sequence[str], prefix: str,
     into shards of whole batches, so every text lands in the same batch whatever the shard
     count, which is what makes the vectors identical for any shard count.
     """
-    enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length,
-                    padding=False)
+    with TOKENIZER_LOCK:
+        enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length,
+                        padding=False)
     ids = enc["input_ids"]
     return enc, sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties in input order
 
@@ -141,7 +148,7 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):
     tokenizer.json in transformers, then the Rust one), and a model directory is opened
     several times per process (length order, then the encoder). The object is shared by
     the callers: nothing in hybrid changes a tokenizer's settings (truncation and padding are
-    per call)."""
+    per call, under `TOKENIZER_LOCK`)."""
     files = []
     for f in sorted(Path(path).iterdir()):
         if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES):
@@ -243,9 +250,10 @@ class BiEncoder(torch.nn.Module):
         if isinstance(texts, str):
             raise TypeError("tokenize() takes a list of texts, not a single string")
         prefix = self.prefixes[kind]
-        return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
-                                   max_length=self.max_lens[kind], return_tensors="pt",
-                                   pad_to_multiple_of=self.pad_multiple))
+        with TOKENIZER_LOCK:
+            return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
+                                       max_length=self.max_lens[kind], return_tensors="pt",
+                                       pad_to_multiple_of=self.pad_multiple))
 
     def embed(self, batch: dict[str, torch.Tensor],
               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
