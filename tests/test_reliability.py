@@ -18,7 +18,8 @@ from faults import PAUSE_ENV, worker_path
 from hybrid.cli import main
 from hybrid.data.pairs import write_pairs
 from hybrid.model import make_tiny_model
-from hybrid.train.checkpoint import STATE_FILE, state_intact
+from hybrid.errors import HybridError
+from hybrid.train.checkpoint import STATE_FILE, check_run_checkpoints, state_intact, write_state
 
 LANGS = ["en", "de", "zh"]
 
@@ -129,6 +130,19 @@ def test_sigkilled_worker_resumes_from_checkpoint_and_truncated_checkpoint_falls
     err = [x for x in capfd.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and "checkpoint damaged" in err[0] and "remove it to start the run over" in err[0]
     assert (out / "model" / "model.safetensors").read_bytes() == model_bytes
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_refused_before_ray_starts(tmp_path):
+    run = tmp_path / "run"
+    check_run_checkpoints(run)  # no run yet
+    for step in (2, 4):
+        (run / f"step-00000{step}").mkdir(parents=True)
+        write_state(run / f"step-00000{step}", {"step": step})
+    (run / "step-000004" / STATE_FILE).write_bytes(b"cut")
+    check_run_checkpoints(run)  # the newest is damaged, step 2 is intact: workers fall back
+    (run / "step-000002" / STATE_FILE).write_bytes(b"")
+    with pytest.raises(HybridError, match=r"step-000004: checkpoint damaged .* remove it to start the run over"):
+        check_run_checkpoints(run)
 
 
 @pytest.mark.slow

@@ -59,6 +59,17 @@ def read_state(d: Path) -> tuple[dict, Path]:
                       f"earlier checkpoint in {d.parent}; remove it to start the run over")
 
 
+def check_run_checkpoints(run_dir: Path) -> None:
+    """Before a run starts its workers: HybridError (the one `read_state` would raise in
+    them) when `run_dir` holds checkpoints and none of them is intact, so a run that cannot
+    resume fails at once instead of after starting Ray and its workers. Newest first: one
+    checksum when the newest is intact."""
+    steps = sorted((p for p in run_dir.glob("step-*") if step_of(p) >= 0), key=step_of,
+                   reverse=True) if run_dir.is_dir() else []
+    if steps and not any(state_intact(p) for p in steps):
+        read_state(steps[0])
+
+
 def pick_checkpoint(given: Path | None, run_dir: Path | None) -> Path | None:
     """The checkpoint to resume from: `given` (e.g. the one Ray hands back), unless
     `run_dir` holds a newer intact one. A worker killed right after persisting a checkpoint

@@ -19,7 +19,8 @@ Output directory `out`:
 
 Resume: a rerun with the same storage path and run name continues from the latest
 checkpoint (Ray restores it; `ray.train.get_checkpoint()` in the loop). Changing anything
-but `RESUMABLE_CHANGES` (e.g. the strategy) for an existing run is refused.
+but `RESUMABLE_CHANGES` (e.g. the strategy) for an existing run is refused, and so is a run
+whose checkpoints are all damaged (before Ray starts: `check_run_checkpoints`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def train(config: TrainConfig) -> Path:
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from hybrid.train.checkpoint import check_run_checkpoints
     from hybrid.train.loop import train_loop_per_worker
 
     model_path = precheck(config)  # every check before the first write (hybrid_config.json)
@@ -135,6 +137,7 @@ def train(config: TrainConfig) -> Path:
     storage = Path(config.run.storage_path).resolve() if config.run.storage_path else out / "ray"
     run_dir = storage / config.run.name
     check_resumable(run_dir, config)
+    check_run_checkpoints(run_dir)
 
     started = _start_ray(config)
     try:
