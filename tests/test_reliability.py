@@ -17,8 +17,8 @@ from faults import PAUSE_ENV, worker_path
 
 from hybrid.cli import main
 from hybrid.data.pairs import write_pairs
-from hybrid.model import make_tiny_model
 from hybrid.errors import HybridError
+from hybrid.model import make_tiny_model
 from hybrid.train.checkpoint import STATE_FILE, check_run_checkpoints, state_intact, write_state
 
 LANGS = ["en", "de", "zh"]
