@@ -248,6 +248,13 @@ def _grad_cache_detail(gc: dict | None) -> list[str]:
         lines.append(f"| {r['batch_size']} | {r['mode']} | {r['pairs_per_s']}{runs} | {r['median_s_per_step']} | "
                      f"{r['peak_rss_mib']:.0f} | {r['rss_after_load_mib']:.0f} | "
                      f"{r['load_avg_1min_before']} / {r['load_avg_1min_after']} |")
+    inter = gc.get("interleaved")
+    if inter:
+        lines += ["", f"Speed target, one process, in turn ({inter['rounds']} rounds over the same "
+                  f"{inter['pairs_each'] // inter['rounds']} pairs, order alternating): plain batch "
+                  f"{inter['plain_batch']} {inter['plain_pairs_per_s']} pairs/s, cached batch "
+                  f"{inter['cached_batch']} (chunk {inter['chunk']}) {inter['cached_pairs_per_s']} pairs/s: "
+                  f"**{inter['ratio']}x**."]
     lines += ["", f"{m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), "
               f"{m.get('torch_threads', '?')} torch threads, {m.get('date_utc', '?')} UTC."]
     return lines
