@@ -56,32 +56,53 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def worker(spec: dict) -> dict:
-    import torch
-
+def _setup(spec: dict, chunks: tuple):
+    """(sampler of `source_batch`-pair global batches, [a Trainer per gradient-cache chunk in
+    `chunks` (None: plain), each on its own copy of me5-small])."""
     from hybrid.encoder import BiEncoder
     from hybrid.model import resolve_model
     from hybrid.train import load_profile
     from hybrid.train.core import Trainer
     from hybrid.train.data import Texts, load_table, make_samplers
 
-    source = spec["source_batch"]
-    cfg = load_profile("quick").override(**{
-        "data.batch_size": source, "data.grad_cache_chunk": spec["chunk"],
-        "data.hard_negatives": 0, "data.val_ids": 0, "run.bf16": False, "model.freeze_embeddings": True,
-        "run.steps": 1000, "optim.warmup_steps": 0, "data.pairs": spec["pairs"]})
+    base = load_profile("quick").override(**{
+        "data.batch_size": spec["source_batch"], "data.hard_negatives": 0, "data.val_ids": 0,
+        "run.bf16": False, "model.freeze_embeddings": True, "run.steps": 1000,
+        "optim.warmup_steps": 0, "data.pairs": spec["pairs"]})
     table = load_table(spec["pairs"])
-    sampler, _ = make_samplers(table, cfg)
-    tr = Trainer(BiEncoder.from_pretrained(resolve_model("me5-small")), cfg, "cpu", Texts(table), log=None)
+    texts = Texts(table)
+    sampler, _ = make_samplers(table, base)
+    return sampler, [Trainer(BiEncoder.from_pretrained(resolve_model("me5-small")),
+                             base.override(**{"data.grad_cache_chunk": chunk}), "cpu", texts, log=None)
+                     for chunk in chunks]
+
+
+def _warm_up(trainers, sampler) -> None:
+    """One step of each trainer on the first 32 pairs of the first batch (kernels, allocator)."""
+    first = _pieces(sampler.global_batch(0), 32)[0]
+    for tr in trainers:
+        tr.step(first)
+
+
+def _pieces(big, b: int) -> list:
+    """`big` cut into consecutive batches of `b` pairs (pieces of a mono batch are mono
+    batches of its language, of a cross batch cross batches)."""
+    from dataclasses import replace
+
+    return [replace(big, pairs=big.pairs[s:s + b]) for s in range(0, len(big.pairs), b)]
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    sampler, (tr,) = _setup(spec, (spec["chunk"],))
     rss_loaded = _rss_mib()
+    _warm_up([tr], sampler)
     b = spec["batch_size"]
-    first = sampler.global_batch(0)
-    tr.step(type(first)(first.step, first.type, first.dataset, first.pairs[:32], first.language))  # warm-up
     times, pairs = [], 0
     for step in range(spec["source_steps"]):
         big = sampler.global_batch(step)
-        for s in range(0, len(big.pairs), b):
-            piece = type(big)(big.step, big.type, big.dataset, big.pairs[s:s + b], big.language)
+        for piece in _pieces(big, b):
             t0 = time.perf_counter()
             rec = tr.step(piece)
             times.append(time.perf_counter() - t0)
@@ -97,51 +118,30 @@ def interleaved_worker(spec: dict) -> dict:
     """Plain batches of `plain_batch` and cached whole source batches, in one process, in turn."""
     import torch
 
-    from hybrid.encoder import BiEncoder
-    from hybrid.model import resolve_model
-    from hybrid.train import load_profile
-    from hybrid.train.core import Trainer
-    from hybrid.train.data import Texts, load_table, make_samplers
-
-    base = {"data.batch_size": spec["source_batch"], "data.hard_negatives": 0, "data.val_ids": 0,
-            "run.bf16": False, "model.freeze_embeddings": True, "run.steps": 1000,
-            "optim.warmup_steps": 0, "data.pairs": spec["pairs"]}
-    table = load_table(spec["pairs"])
-    texts = Texts(table)
-    model = resolve_model("me5-small")
-    trainers, used = {}, {}
-    for mode, chunk in (("plain", None), ("cached", spec["chunk"])):
-        cfg = load_profile("quick").override(**base, **{"data.grad_cache_chunk": chunk})
-        used[mode] = cfg
-        trainers[mode] = Trainer(BiEncoder.from_pretrained(model), cfg, "cpu", texts, log=None)
-    sampler, _ = make_samplers(table, used["plain"])
-    first = sampler.global_batch(0)
-    for tr in trainers.values():  # warm-up
-        tr.step(type(first)(first.step, first.type, first.dataset, first.pairs[:32], first.language))
+    sampler, (plain, cached) = _setup(spec, (None, spec["chunk"]))
+    _warm_up([plain, cached], sampler)
+    trainers = {"plain": plain, "cached": cached}
     secs = {"plain": 0.0, "cached": 0.0}
-    pairs = {"plain": 0, "cached": 0}
     b = spec["plain_batch"]
-    log = []
+    log, each = [], 0  # each: pairs trained by each method
     for r in range(spec["rounds"]):
         for step in range(spec["source_steps"]):
             big = sampler.global_batch(step)
-            pieces = {"plain": [type(big)(big.step, big.type, big.dataset, big.pairs[s:s + b], big.language)
-                                for s in range(0, len(big.pairs), b)], "cached": [big]}
-            order = ("plain", "cached") if (r + step) % 2 == 0 else ("cached", "plain")
-            for mode in order:
+            pieces = {"plain": _pieces(big, b), "cached": [big]}
+            each += len(big.pairs)
+            for mode in ("plain", "cached") if (r + step) % 2 == 0 else ("cached", "plain"):
                 t0 = time.perf_counter()
                 for piece in pieces[mode]:
                     trainers[mode].step(piece)
                 dt = time.perf_counter() - t0
                 secs[mode] += dt
-                pairs[mode] += len(big.pairs)
                 log.append({"round": r, "source_batch": step, "mode": mode, "seconds": round(dt, 2),
                             "pairs_per_s": round(len(big.pairs) / dt, 2)})
                 print(f"  round {r} source batch {step} ({big.type} {big.language or ''}) {mode}: "
                       f"{len(big.pairs) / dt:.2f} pairs/s", flush=True)
-    rate = {m: round(pairs[m] / secs[m], 2) for m in secs}
+    rate = {m: round(each / secs[m], 2) for m in secs}
     return {"plain_batch": b, "cached_batch": spec["source_batch"], "chunk": spec["chunk"],
-            "rounds": spec["rounds"], "pairs_each": pairs["plain"], "plain_pairs_per_s": rate["plain"],
+            "rounds": spec["rounds"], "pairs_each": each, "plain_pairs_per_s": rate["plain"],
             "cached_pairs_per_s": rate["cached"], "ratio": round(rate["cached"] / rate["plain"], 3),
             "log": log, "torch_threads": torch.get_num_threads()}
 
