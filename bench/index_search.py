@@ -204,8 +204,9 @@ def encoding(n: int) -> dict:
                     "XQuAD-R sentences / questions, torch threads = machine.torch_threads"}
 
 
-def service_index(out: Path, n: int) -> Path:
-    """An index directory of n synthetic vectors with me5-small as its recorded model."""
+def service_index(out: Path, n: int, kind: str = "flat") -> Path:
+    """An index directory of n synthetic vectors (a `kind` FAISS index, built as
+    `hybrid index build` builds it) with me5-small as its recorded model."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -213,6 +214,7 @@ def service_index(out: Path, n: int) -> Path:
     from hybrid.evaluation.embeddings import Embeddings
     from hybrid.evaluation.encode import model_fingerprint
     from hybrid.evaluation.search import DenseIndex
+    from hybrid.index.build import _index_params
     from hybrid.model import resolve_model
 
     rng = np.random.default_rng(0)
@@ -220,7 +222,7 @@ def service_index(out: Path, n: int) -> Path:
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     x = synthetic(n, 3, centers)
     out.mkdir(parents=True)
-    index = DenseIndex("flat", gpu=False).add(Embeddings(np.arange(n).astype(str), x))
+    index = DenseIndex(kind, gpu=False).add(Embeddings(np.arange(n).astype(str), x))
     faiss.write_index(index._index, str(out / "index.faiss"))
     langs = ["en", "de", "es", "ar", "zh", "ru"]
     pq.write_table(pa.table({"id": [f"s{i}" for i in range(n)],
@@ -232,7 +234,9 @@ def service_index(out: Path, n: int) -> Path:
         "format": 1, "created": "bench", "model": {"spec": "me5-small", "path": str(model),
                                                    "sha256": model_fingerprint(model), "registry": None},
         "corpus": {"path": "synthetic", "format": "synthetic", "sha256": ""},
-        "index": {"kind": "flat", "params": {}, "dim": DIM, "count": n, "metric": "inner_product"}}))
+        "index": {"kind": kind, "params": _index_params(index, n), "dim": DIM, "count": n,
+                  "metric": "inner_product"},
+        "encoding": {"backend": "torch"}}))
     return out
 
 
@@ -271,36 +275,50 @@ async def _load(url: str, qs: list[str], clients: int, seconds: float, cap: int)
             "max_ms": round(float(ms.max()), 1)}
 
 
-def load_test(n: int, seconds: float, clients: int = 8) -> dict:
+def load_test(n: int, seconds: float, clients: int = 8, kinds=("flat",),
+              backends=("torch",)) -> list[dict]:
+    """`/search` under load: one `hybrid serve` per (index kind, query backend) on an index of
+    n synthetic passages (its passages recorded as torch-encoded), `clients` closed-loop
+    clients for `seconds` after a 3 s warm-up."""
     import httpx
 
     from infra.stack import free_port
 
     qs = questions(2000)
+    runs = []
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        index = service_index(Path(tmp) / "index", n)
-        port = free_port()
-        log = open(Path(tmp) / "serve.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "hybrid", "serve", "--index", str(index),
-                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
+        for kind in kinds:
+            t0 = time.perf_counter()
+            index = service_index(Path(tmp) / f"index-{kind}", n, kind)
+            build_s = time.perf_counter() - t0
+            for backend in backends:
+                port = free_port()
+                log_path = Path(tmp) / f"serve-{kind}-{backend}.log"
+                with open(log_path, "wb") as log:
+                    proc = subprocess.Popen([sys.executable, "-m", "hybrid", "serve", "--index",
+                                             str(index), "--port", str(port), "--backend", backend],
+                                            stdout=log, stderr=subprocess.STDOUT)
+                url = f"http://127.0.0.1:{port}"
                 try:
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None:
-                    sys.exit((Path(tmp) / "serve.log").read_text()[-2000:])
-                time.sleep(0.5)
-            asyncio.run(_load(url, qs, clients, 3, 10_000))  # warm-up, not recorded
-            result = asyncio.run(_load(url, qs, clients, seconds, 50_000))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    return {"index": {"n": n, "kind": "flat", "dim": DIM}, "model": "me5-small", "k": 10,
-            "query_source": "XQuAD-R questions (11 languages)", **result}
+                    for _ in range(600):
+                        try:
+                            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        if proc.poll() is not None:
+                            sys.exit(log_path.read_text()[-2000:])
+                        time.sleep(0.5)
+                    asyncio.run(_load(url, qs, clients, 3, 10_000))  # warm-up, not recorded
+                    result = asyncio.run(_load(url, qs, clients, seconds, 50_000))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                runs.append({"index": {"n": n, "kind": kind, "dim": DIM, "build_s": round(build_s, 1)},
+                             "model": "me5-small", "backend": backend, "k": 10,
+                             "query_source": "XQuAD-R questions (11 languages)", **result})
+                print(json.dumps(runs[-1]), flush=True)
+    return runs
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -328,6 +346,13 @@ TARGETS = {"hnsw_recall": 0.95, "hnsw_speedup": 10.0, "p99_ms": 150.0}
 CMD = "python -m bench.index_search"
 
 
+def service_runs(res: dict) -> list[dict]:
+    """The `/search` load runs of a result file (one dict in files from before kinds and
+    backends were measured)."""
+    sv = res.get("search_service") or []
+    return [sv] if isinstance(sv, dict) else sv
+
+
 def report_rows(res: dict | None) -> list[tuple]:
     """BENCHMARKS.md summary rows (bench/run_all.py): the issue's two targets."""
     def ok(cond):
@@ -350,10 +375,9 @@ def report_rows(res: dict | None) -> list[tuple]:
              f"**{best['speedup_vs_flat']}x**", ">= 0.95, >= 10x",
              ok(best["recall_at_10"] >= TARGETS["hnsw_recall"] and best["speedup_vs_flat"] >= TARGETS["hnsw_speedup"]),
              when, CMD)]
-    sv = res.get("search_service")
-    if sv:
+    for sv in service_runs(res):
         rows.append((f"`/search`, {sv['index']['n']:,}-passage {sv['index']['kind']} index, me5-small query "
-                     f"encoding, {sv['clients']} clients, {sv['seconds']:.0f} s",
+                     f"encoding ({sv.get('backend', 'torch')}), {sv['clients']} clients, {sv['seconds']:.0f} s",
                      f"p50 {sv['p50_ms']} ms, **p99 {sv['p99_ms']} ms**, {sv['rps']} req/s, "
                      f"**{sv['errors']} errors** / {sv['requests']}", "p99 <= 150 ms, 0 errors",
                      ok(sv["p99_ms"] <= TARGETS["p99_ms"] and sv["errors"] == 0), when, CMD))
@@ -378,13 +402,18 @@ def report_detail(res: dict | None) -> list[str]:
                   f"{en['passages_per_s']} passages/s and {en['queries_per_s']} queries/s on a loaded model; "
                   f"`encode_texts` cold (Ray start and model load included) {en['encode_texts_passages_per_s']} "
                   f"passages/s over {en['texts']} passages."]
-    sv = res.get("search_service")
-    if sv:
-        lines += ["", f"`/search` load: {sv['clients']} concurrent clients (asyncio + httpx, one process) on "
-                  f"loopback for {sv['seconds']} s against `hybrid serve` ({sv['index']['n']:,} passages, "
-                  f"{sv['index']['kind']}, k {sv['k']}, {sv['query_source']}): {sv['requests']} requests, "
-                  f"{sv['errors']} errors, {sv['rps']} req/s, p50 {sv['p50_ms']} / p90 {sv['p90_ms']} / "
-                  f"p99 {sv['p99_ms']} / max {sv['max_ms']} ms."]
+    runs = service_runs(res)
+    if runs:
+        sv = runs[0]
+        lines += ["", f"`/search` load: {sv['clients']} concurrent closed-loop clients (asyncio + httpx, one "
+                  f"process on the same machine) on loopback for {sv['seconds']:.0f} s against `hybrid serve` "
+                  f"(k {sv['k']}, {sv['query_source']}, one query per request), per index kind and query "
+                  "encoding backend:", "",
+                  "| index | query backend | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['index']['n']:,} {r['index']['kind']} | {r.get('backend', 'torch')} | {r['requests']} | "
+                  f"{r['errors']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+                  for r in runs]
     lines += ["", f"{m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), FAISS threads "
               f"{m.get('faiss_threads', '?')}, torch threads {m.get('torch_threads', '?')}, load average "
               f"before {m.get('load_avg_before')} / after {m.get('load_avg_after')}, {m.get('date_utc')} UTC; "
@@ -403,6 +432,9 @@ def main() -> None:
     ap.add_argument("--encode-texts", type=int, default=1000)
     ap.add_argument("--load-n", type=int, default=100_000)
     ap.add_argument("--load-seconds", type=float, default=30)
+    ap.add_argument("--load-kinds", default="flat,hnsw", help="index kinds served under load")
+    ap.add_argument("--load-backends", default="torch,onnx",
+                    help="query encoding backends served under load (hybrid serve --backend)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: faiss,encode,load")
     ap.add_argument("--out", default=str(RESULTS / "index_search.json"))
     args = ap.parse_args()
@@ -428,8 +460,9 @@ def main() -> None:
         res["encoding"] = encoding(args.encode_texts)
         print(json.dumps(res["encoding"]), flush=True)
     if "load" not in skip:
-        res["search_service"] = load_test(args.load_n, args.load_seconds)
-        print(json.dumps(res["search_service"]), flush=True)
+        res["search_service"] = load_test(args.load_n, args.load_seconds,
+                                          kinds=args.load_kinds.split(","),
+                                          backends=args.load_backends.split(","))
     res["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     res["machine"]["bench_seconds"] = round(time.perf_counter() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)

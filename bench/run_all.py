@@ -210,6 +210,7 @@ def report() -> str:
                   f"ST {en['st']['best']['peak_rss_mib']:.0f} MiB."]
     lines += table_scale.report_detail(ts)
     lines += _grad_cache_detail(gc)
+    lines += _gpu_detail(_load("gpu_check"), _load("gpu_check_unpadded"))
     lines += index_search.report_detail(ix)
     return "\n".join(lines) + "\n"
 
@@ -233,6 +234,38 @@ def _grad_cache_rows(gc: dict | None) -> list[tuple]:
              f"**{t[rss]}x**", "<= 1.2x at 512", status(_ok(t[rss], 1.2, higher=False)), when, cmd),
             (f"gradient caching: pairs/s at batch {big} (cached) / batch 32 (plain)",
              f"**{t[speed]}x**", ">= 0.7x at 512", status(_ok(t[speed], 0.7)), when, cmd)]
+
+
+def _gpu_detail(gc: dict | None, before: dict | None) -> list[str]:
+    """The GPU check section (bench/gpu_check.py, run on a lent GPU machine; `before`: the
+    run before CUDA batches were padded to a multiple of 16 tokens, if recorded)."""
+    if not gc or not gc.get("speed"):
+        return []
+    m = gc["machine"]
+
+    def was(i: int, key: str) -> str:
+        old = (before or {}).get("speed") or []
+        return f" ({old[i][key]} before)" if i < len(old) and old[i].get(key) != gc["speed"][i].get(key) else ""
+
+    lines = ["", f"## GPU check (`bench/gpu_check.py`, one {m.get('gpu', 'GPU')}, "
+             f"{'bf16 autocast' if gc['speed'][0].get('bf16') else 'fp32'}, {gc.get('encoder', '?')}, "
+             "word embeddings trained)", "",
+             "| global batch | path | pairs/s | peak GPU memory GiB |", "| ---: | --- | ---: | ---: |"]
+    for i, r in enumerate(gc["speed"]):
+        path = f"cached, chunks of {r['grad_cache_chunk']}" if r.get("grad_cache_chunk") else "plain"
+        lines.append(f"| {r['batch_size']} | {path} | {r['pairs_per_s']}{was(i, 'pairs_per_s')} | "
+                     f"{r['peak_gpu_memory_gib']} |")
+    g, e = gc.get("gradients", {}), gc.get("encode", {})
+    old_e = (before or {}).get("encode", {}).get("texts_per_s")
+    rel = {k: g[k]["rel_diff_whole_gradient"] for k in ("fp32", "fp32_grad_cache_chunk_5", "bf16_autocast") if k in g}
+    lines += ["", f"`encode` (batch {e.get('batch_size')}): {e.get('texts_per_s')} texts/s"
+              + (f" ({old_e} before)" if old_e else "") + f"; the tokenizer alone "
+              f"{e.get('tokenize_only_texts_per_s')}. Gradients vs the CPU fp32 path (tiny model), "
+              "relative difference of the whole gradient: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in rel.items()) + f". Host: {m.get('host_cpu')}; "
+              f"torch {m.get('torch')}; {m.get('date')}. \"Before\": `bench/results/gpu_check_unpadded.json`; "
+              "why: docs/training.md, \"GPU check\"."]
+    return lines
 
 
 def _grad_cache_detail(gc: dict | None) -> list[str]:

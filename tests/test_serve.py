@@ -99,6 +99,45 @@ def test_malformed_bodies_methods_and_paths(url):
     assert '<input id="q"' in page.text and "http://" not in page.text and "https://" not in page.text
 
 
+
+def _same_hits(got: list[dict], want: list[dict]) -> bool:
+    """Equal length and scores rank by rank (to 1e-5: a query's vector in a batch differs
+    from its vector alone by rounding), and equal ids except where scores tie."""
+    def tied(g):
+        return any(h["id"] == g["id"] and abs(h["score"] - g["score"]) <= 1e-5 for h in want)
+
+    return len(got) == len(want) and all(
+        abs(g["score"] - w["score"]) <= 1e-5 and (g["id"] == w["id"] or tied(g))
+        for g, w in zip(got, want, strict=True))
+
+
+def test_concurrent_requests_are_searched_together_with_their_own_k_and_languages(url):
+    """Requests in flight together are encoded and searched in one batch: each still gets
+    exactly what it gets alone (its k, its language filter), and a refused language fails
+    only its own request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [{"query": f"passage topic {i % 5}", "k": 1 + i % 7} for i in range(8)]
+    bodies += [{"queries": ["topic 1", "old passage 12"], "k": 4, "lang": ["de", "fr"]},
+               {"query": "topic 3", "k": 12, "lang": "en"}, {"query": "topic 3", "lang": "xx"},
+               {"query": "topic 2", "k": 2, "lang": "fr"}] * 3
+    alone = [httpx.post(url + "/search", json=b) for b in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:  # several rounds: batches of mixed requests
+        rounds = [list(pool.map(lambda b: httpx.post(url + "/search", json=b, timeout=60), bodies))
+                  for _ in range(3)]
+    for together in rounds:
+        for body, a, t in zip(bodies, alone, together, strict=True):
+            assert t.status_code == a.status_code, (body, t.text)
+            if body.get("lang") == "xx":
+                assert t.status_code == 400 and "unknown language code 'xx'" in t.json()["error"]
+                continue
+            assert t.status_code == 200, t.text
+            res_a, res_t = a.json()["results"], t.json()["results"]
+            want_langs = {body["lang"]} if isinstance(body.get("lang"), str) else set(body.get("lang") or LANGS)
+            for got, want in zip(res_t, res_a, strict=True):
+                assert len(got) == body["k"] and {h["lang"] for h in got} <= want_langs
+                assert _same_hits(got, want), (body, got, want)
+
 def test_rebuilt_index_is_served_with_no_failed_request(url, index, tiny):
     """Clients keep searching while the index directory is rebuilt over another corpus:
     every request succeeds, and within seconds the answers come from the new version."""

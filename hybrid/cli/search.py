@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hybrid.cli.options import Backend
+from hybrid.cli.options import Backend, QueryBackend
 from hybrid.errors import HybridError
 
 index_app = typer.Typer(help="Build a search index over your corpus.", no_args_is_help=True)
@@ -50,6 +50,7 @@ def search_command(
     lang: Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional on 3.10)
         help="Only passages in these languages, e.g. 'de,fr'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query.")] = False,
+    backend: QueryBackend = None,
 ) -> None:
     """Search an index: the top k passages per query (rank, score, lang, id, text)."""
     from hybrid.index import Searcher
@@ -65,7 +66,7 @@ def search_command(
         raise HybridError(f"-k: must be between 1 and {MAX_K}, not {k}")
     if not all(q.strip() for q in queries):
         raise HybridError("QUERY: an empty query")
-    results = Searcher(index).search(queries, k=k, langs=langs)
+    results = Searcher(index, backend=backend).search(queries, k=k, langs=langs)
     for q, hits in zip(queries, results, strict=True):
         if as_json:
             typer.echo(json.dumps({"query": q, "hits": hits}, ensure_ascii=False))
@@ -81,6 +82,7 @@ def serve_command(
     index: Annotated[Path, typer.Option(help="Index directory from 'hybrid index build'.")],
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: QueryBackend = None,
 ) -> None:
     """Serve an index over HTTP: POST /search, GET /health, GET /info, a search page at /;
     a rebuilt index swapped into the same directory is picked up within a second."""
@@ -91,7 +93,7 @@ def serve_command(
     if not 0 < port < 65536:
         raise HybridError(f"--port: must be between 1 and 65535, not {port}")
     _check_port(host, port)
-    app = create_app(index)
+    app = create_app(index, backend=backend)
     typer.echo(f"serving {index} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 

@@ -83,10 +83,11 @@ class Searcher:
     concurrently with each other and with `reload()`."""
 
     def __init__(self, index_dir: str | os.PathLike, *, device: str | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, threads: int | None = None):
         self.index_dir = Path(index_dir)
         self.device = device
         self.backend = backend  # None: the index's own (manifest "encoding"), torch on a GPU
+        self.threads = threads  # ONNX Runtime's threads per call (None: its default, all cores)
         self._lock = threading.Lock()
         self._state = self._open(read_manifest(self.index_dir), None)
 
@@ -169,7 +170,7 @@ class Searcher:
                                   f"{(have_c or 'none')[:12]}, the index was built with "
                                   f"{(want_c or 'none')[:12]}; rebuild the index with this model")
             centering = Centering.load(model_dir)
-            encoder = load_encoder(model_dir, backend)
+            encoder = load_encoder(model_dir, backend, threads=self.threads)
             if backend == "torch":
                 encoder.eval()
                 if self.device:

@@ -50,11 +50,12 @@ class Limits:
 
 
 def create_app(index_dir: str | os.PathLike, *, limits: Limits = Limits(),
-               watch_interval: float = 1.0, threads: int | None = 1):
+               watch_interval: float = 1.0, threads: int | None = 1, backend: str | None = None):
     """The FastAPI app serving the index directory `index_dir` (opened now: a directory that
-    is not an index raises HybridError here, before any request). `threads`: torch and FAISS
-    threads per operation (None: their defaults); requests run concurrently and their query
-    encodings are batched, so one thread each keeps the cores for the other requests."""
+    is not an index raises HybridError here, before any request). `threads`: torch, ONNX
+    Runtime and FAISS threads per operation (None: their defaults); requests run concurrently
+    and are searched in batches, so one thread each keeps the other core for the requests'
+    HTTP work. `backend`: the query encoder's (`Searcher`; default the index's own)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -70,9 +71,9 @@ def create_app(index_dir: str | os.PathLike, *, limits: Limits = Limits(),
 
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
-    searcher = Searcher(index_dir)
+    searcher = Searcher(index_dir, backend=backend, threads=threads)
     watcher = _Watcher(searcher, watch_interval)
-    batcher = _QueryBatcher(max_batch=max(64, limits.max_queries))
+    batcher = _SearchBatcher(searcher, max_batch=max(64, limits.max_queries))
     SearchRequest = _request_model(limits)
 
     @asynccontextmanager
@@ -112,8 +113,7 @@ def create_app(index_dir: str | os.PathLike, *, limits: Limits = Limits(),
         queries = [req.query] if req.query is not None else list(req.queries)
         langs = [req.lang] if isinstance(req.lang, str) else req.lang
         state = searcher.current()
-        vectors = batcher.encode(state, queries)
-        results = searcher.search_vectors(vectors, k=req.k, langs=langs, at=state)
+        results = batcher.search(state, queries, req.k, langs)
         return {"results": results, "k": req.k, "index": _version(state),
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
@@ -237,41 +237,45 @@ async def _too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class _QueryBatcher:
-    """Encodes the queries of concurrent requests together: request threads queue their
-    queries and wait; one thread takes everything queued (up to `max_batch` queries of the
-    same index version) and encodes it as one batch. Under load this costs one model pass
-    per batch instead of one per request (me5-small, 8 queries: ~2x one query's time)."""
+class _SearchBatcher:
+    """Runs the searches of concurrent requests together: request threads queue (version,
+    queries, k, langs) and wait; one thread takes everything queued (up to `max_batch`
+    queries of the same index version), encodes all the queries as one batch, then searches
+    them with one FAISS call per language filter, at the largest k asked (each request keeps
+    its own top k: the same hits as searching it alone, since flat is exact, IVF's nprobe
+    does not depend on k and HNSW searches with efSearch = max(128, k), the same for every
+    k <= 128 >= Limits.max_k). Under load this costs
+    one model pass and one scan of a flat index per batch instead of one per request
+    (me5-small, 8 queries: ~2x one query's time; a flat scan of 8 queries: ~1x one query's).
+    A refused language filter fails only the requests that asked for it."""
 
-    def __init__(self, max_batch: int):
+    def __init__(self, searcher: Searcher, max_batch: int):
         import queue
 
-        self.max_batch = max_batch
+        self.searcher, self.max_batch = searcher, max_batch
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="search-batcher", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._queue.put(None)
 
-    def encode(self, state, queries: list[str]):
-        """float32 [len(queries), dim]: `queries` encoded by `state.encode`."""
+    def search(self, state, queries: list[str], k: int, langs: list[str] | None) -> list[list[dict]]:
+        """`Searcher.search(queries, k, langs, at=state)`, batched with concurrent calls."""
         from concurrent.futures import Future
 
-        if self._thread is None:  # not started (no lifespan): encode here
-            return state.encode(queries)
+        if self._thread is None:  # not started (no lifespan): search here
+            return self.searcher.search(queries, k, langs, at=state)
         fut: Future = Future()
-        self._queue.put((state, queries, fut))
+        self._queue.put((state, queries, k, langs, fut))
         return fut.result()
 
     def _run(self) -> None:
         import queue
-
-        import numpy as np
 
         pending = []
         while True:
@@ -289,16 +293,35 @@ class _QueryBatcher:
                     break
                 group.append(nxt)
                 n += len(nxt[1])
-            texts = [q for _, qs, _ in group for q in qs]
+            self._search(item[0], group)
+
+    def _search(self, state, group: list[tuple]) -> None:
+        import numpy as np
+
+        try:
+            vectors = state.encode([q for _, qs, _, _, _ in group for q in qs])
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
+            for *_, fut in group:
+                fut.set_exception(exc)
+            return
+        cuts = np.cumsum([0] + [len(qs) for _, qs, _, _, _ in group])
+        by_langs: dict = {}
+        for j, (_, _, _, langs, _) in enumerate(group):
+            by_langs.setdefault(None if langs is None else tuple(langs), []).append(j)
+        for langs, members in by_langs.items():
+            rows = np.concatenate([np.arange(cuts[j], cuts[j + 1]) for j in members])
             try:
-                vectors = item[0].encode(texts)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
-                for _, _, fut in group:
-                    fut.set_exception(exc)
+                hits = self.searcher.search_vectors(vectors[rows], max(group[j][2] for j in members),
+                                                    None if langs is None else list(langs), at=state)
+            except BaseException as exc:  # noqa: BLE001 - e.g. a refused language filter
+                for j in members:
+                    group[j][4].set_exception(exc)
                 continue
-            cuts = np.cumsum([0] + [len(qs) for _, qs, _ in group])
-            for (_, _, fut), a, b in zip(group, cuts[:-1], cuts[1:], strict=True):
-                fut.set_result(vectors[a:b])
+            at = 0
+            for j in members:
+                size, k = cuts[j + 1] - cuts[j], group[j][2]
+                group[j][4].set_result([h[:k] for h in hits[at:at + size]])
+                at += size
 
 
 class _Watcher:
