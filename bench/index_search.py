@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -276,8 +277,8 @@ async def _load(url: str, qs: list[str], clients: int, seconds: float, cap: int)
 
 
 def load_test(n: int, seconds: float, clients: int = 8, kinds=("flat",),
-              backends=("torch",)) -> list[dict]:
-    """`/search` under load: one `hybrid serve` per (index kind, query backend) on an index of
+              backends=("torch",), threads=(1,)) -> list[dict]:
+    """`/search` under load: one `hybrid serve` per (index kind, query backend, threads) on an index of
     n synthetic passages (its passages recorded as torch-encoded), `clients` closed-loop
     clients for `seconds` after a 3 s warm-up."""
     import httpx
@@ -291,12 +292,13 @@ def load_test(n: int, seconds: float, clients: int = 8, kinds=("flat",),
             t0 = time.perf_counter()
             index = service_index(Path(tmp) / f"index-{kind}", n, kind)
             build_s = time.perf_counter() - t0
-            for backend in backends:
+            for backend, th in itertools.product(backends, threads):
                 port = free_port()
-                log_path = Path(tmp) / f"serve-{kind}-{backend}.log"
+                log_path = Path(tmp) / f"serve-{kind}-{backend}-{th}.log"
                 with open(log_path, "wb") as log:
                     proc = subprocess.Popen([sys.executable, "-m", "hybrid", "serve", "--index",
-                                             str(index), "--port", str(port), "--backend", backend],
+                                             str(index), "--port", str(port), "--backend", backend,
+                                             "--threads", str(th)],
                                             stdout=log, stderr=subprocess.STDOUT)
                 url = f"http://127.0.0.1:{port}"
                 try:
@@ -315,7 +317,7 @@ def load_test(n: int, seconds: float, clients: int = 8, kinds=("flat",),
                     proc.terminate()
                     proc.wait(timeout=30)
                 runs.append({"index": {"n": n, "kind": kind, "dim": DIM, "build_s": round(build_s, 1)},
-                             "model": "me5-small", "backend": backend, "k": 10,
+                             "model": "me5-small", "backend": backend, "threads": th, "k": 10,
                              "query_source": "XQuAD-R questions (11 languages)", **result})
                 print(json.dumps(runs[-1]), flush=True)
     return runs
@@ -377,7 +379,7 @@ def report_rows(res: dict | None) -> list[tuple]:
              when, CMD)]
     for sv in service_runs(res):
         rows.append((f"`/search`, {sv['index']['n']:,}-passage {sv['index']['kind']} index, me5-small query "
-                     f"encoding ({sv.get('backend', 'torch')}), {sv['clients']} clients, {sv['seconds']:.0f} s",
+                     f"encoding ({sv.get('backend', 'torch')}, {sv.get('threads', 1)} thread(s)), {sv['clients']} clients, {sv['seconds']:.0f} s",
                      f"p50 {sv['p50_ms']} ms, **p99 {sv['p99_ms']} ms**, {sv['rps']} req/s, "
                      f"**{sv['errors']} errors** / {sv['requests']}", "p99 <= 150 ms, 0 errors",
                      ok(sv["p99_ms"] <= TARGETS["p99_ms"] and sv["errors"] == 0), when, CMD))
@@ -409,9 +411,10 @@ def report_detail(res: dict | None) -> list[str]:
                   f"process on the same machine) on loopback for {sv['seconds']:.0f} s against `hybrid serve` "
                   f"(k {sv['k']}, {sv['query_source']}, one query per request), per index kind and query "
                   "encoding backend:", "",
-                  "| index | query backend | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['index']['n']:,} {r['index']['kind']} | {r.get('backend', 'torch')} | {r['requests']} | "
+                  "| index | query backend | threads | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['index']['n']:,} {r['index']['kind']} | {r.get('backend', 'torch')} | "
+                  f"{r.get('threads', 1)} | {r['requests']} | "
                   f"{r['errors']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} |"
                   for r in runs]
     lines += ["", f"{m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), FAISS threads "
@@ -435,6 +438,7 @@ def main() -> None:
     ap.add_argument("--load-kinds", default="flat,hnsw", help="index kinds served under load")
     ap.add_argument("--load-backends", default="torch,onnx",
                     help="query encoding backends served under load (hybrid serve --backend)")
+    ap.add_argument("--load-threads", default="1", help="hybrid serve --threads values under load")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: faiss,encode,load")
     ap.add_argument("--out", default=str(RESULTS / "index_search.json"))
     args = ap.parse_args()
@@ -462,7 +466,8 @@ def main() -> None:
     if "load" not in skip:
         res["search_service"] = load_test(args.load_n, args.load_seconds,
                                           kinds=args.load_kinds.split(","),
-                                          backends=args.load_backends.split(","))
+                                          backends=args.load_backends.split(","),
+                                          threads=[int(t) for t in args.load_threads.split(",")])
     res["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     res["machine"]["bench_seconds"] = round(time.perf_counter() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)

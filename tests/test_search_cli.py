@@ -50,6 +50,24 @@ def test_build_then_search_text_and_json(index, capsys):
     assert m["index"]["kind"] == "hnsw" and m["index"]["count"] == 60
 
 
+@pytest.mark.slow  # exports the tiny model to ONNX
+def test_search_with_another_exact_query_backend(index, capsys):
+    """--backend encodes the queries with another exact backend than the passages' (onnx
+    for a torch-encoded index, torch for an onnx one: `auto` depends on the CPU): the same
+    hits (exact backends agree to cosine >= 0.9999)."""
+    own = json.loads((index / "manifest.json").read_text())["encoding"]["backend"]
+    other = {"torch": "onnx", "onnx": "torch"}[own]
+    hits = {}
+    for backend in (own, other):
+        capsys.readouterr()
+        assert main(["search", "--index", str(index), "--json", "-k", "5", "--backend", backend,
+                     "cathedral century", "Dom"]) == 0
+        hits[backend] = [json.loads(line)["hits"] for line in capsys.readouterr().out.splitlines()]
+    for a, b in zip(hits[own], hits[other], strict=True):
+        assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-4)
+        assert {h["id"] for h in a} == {h["id"] for h in b}
+
+
 @pytest.mark.parametrize("case, message", [
     ("dup", "passages.tsv:3: duplicate id 'a' (first at line 2)"),
     ("empty-id", "passages.tsv:2: empty id"),
@@ -75,6 +93,7 @@ def test_search_refusals(index, tmp_path, capsys):
         (["--index", str(index), "-k", "0", "q"], "-k: must be between 1 and 1000"),
         (["--index", str(index), "--lang", "xx", "q"], "unknown language code 'xx'"),
         (["--index", str(index), " "], "QUERY: an empty query"),
+        (["--index", str(index), "--backend", "tf", "q"], "--backend: unknown 'tf'"),
     ]
     other = tmp_path / "other"
     other.mkdir()

@@ -83,6 +83,9 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     backend: QueryBackend = None,
+    threads: Annotated[int, typer.Option(
+        help="Threads per model pass and FAISS search (concurrent requests are batched, "
+             "so 1 leaves the other cores to the HTTP work).")] = 1,
 ) -> None:
     """Serve an index over HTTP: POST /search, GET /health, GET /info, a search page at /;
     a rebuilt index swapped into the same directory is picked up within a second."""
@@ -93,7 +96,9 @@ def serve_command(
     if not 0 < port < 65536:
         raise HybridError(f"--port: must be between 1 and 65535, not {port}")
     _check_port(host, port)
-    app = create_app(index, backend=backend)
+    if threads < 1:
+        raise HybridError(f"--threads: must be at least 1, not {threads}")
+    app = create_app(index, backend=backend, threads=threads)
     typer.echo(f"serving {index} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
