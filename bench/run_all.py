@@ -257,7 +257,9 @@ def _gpu_detail(gc: dict | None, before: dict | None) -> list[str]:
                      f"{r['peak_gpu_memory_gib']} |")
     g, e = gc.get("gradients", {}), gc.get("encode", {})
     old_e = (before or {}).get("encode", {}).get("texts_per_s")
-    rel = {k: g[k]["rel_diff_whole_gradient"] for k in ("fp32", "fp32_grad_cache_chunk_5", "bf16_autocast") if k in g}
+    names = {"fp32": "fp32", "bf16_autocast": "bf16 autocast"}
+    rel = {names.get(k, k.replace("fp32_grad_cache_chunk_", "fp32 cached, chunks of ")):
+           v["rel_diff_whole_gradient"] for k, v in g.items() if isinstance(v, dict) and "rel_diff_whole_gradient" in v}
     lines += ["", f"`encode` (batch {e.get('batch_size')}): {e.get('texts_per_s')} texts/s"
               + (f" ({old_e} before)" if old_e else "") + f"; the tokenizer alone "
               f"{e.get('tokenize_only_texts_per_s')}. Gradients vs the CPU fp32 path (tiny model), "

@@ -53,9 +53,9 @@ def create_app(index_dir: str | os.PathLike, *, limits: Limits = Limits(),
                watch_interval: float = 1.0, threads: int | None = 1, backend: str | None = None):
     """The FastAPI app serving the index directory `index_dir` (opened now: a directory that
     is not an index raises HybridError here, before any request). `threads`: torch, ONNX
-    Runtime and FAISS threads per operation (None: their defaults); requests run concurrently
-    and are searched in batches, so one thread each keeps the other core for the requests'
-    HTTP work. `backend`: the query encoder's (`Searcher`; default the index's own)."""
+    Runtime and FAISS threads per operation (None: their defaults, the machine's cores);
+    requests run concurrently and are searched in batches by one thread (`_SearchBatcher`).
+    `backend`: the query encoder's (`Searcher`; default the index's own)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -244,10 +244,10 @@ class _SearchBatcher:
     them with one FAISS call per language filter, at the largest k asked (each request keeps
     its own top k: the same hits as searching it alone, since flat is exact, IVF's nprobe
     does not depend on k and HNSW searches with efSearch = max(128, k), the same for every
-    k <= 128 >= Limits.max_k). Under load this costs
-    one model pass and one scan of a flat index per batch instead of one per request
-    (me5-small, 8 queries: ~2x one query's time; a flat scan of 8 queries: ~1x one query's).
-    A refused language filter fails only the requests that asked for it."""
+    k up to 128; Limits.max_k is 100). Under load this costs one model pass per batch
+    instead of one per request (me5-small, 8 queries: ~2x one query's time) and one FAISS
+    call, which spreads the queries over its threads. A refused language filter fails only
+    the requests that asked for it."""
 
     def __init__(self, searcher: Searcher, max_batch: int):
         import queue
