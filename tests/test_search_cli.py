@@ -112,10 +112,12 @@ def test_search_refusals(index, tmp_path, capsys):
 def test_serve_refusals_before_listening(index, tmp_path, capsys):
     """`hybrid serve` refuses bad options with one line and exit status 2, before it opens
     the index or a port."""
+    from infra.stack import free_port
+
     for args, message in [
         (["--index", str(index), "--threads", "-1"], "--threads: must be 0 (all cores) or more, not -1"),
         (["--index", str(index), "--port", "70000"], "--port: must be between 1 and 65535, not 70000"),
-        (["--index", str(tmp_path / "none")], "not an index directory"),
+        (["--index", str(tmp_path / "none"), "--port", str(free_port())], "not an index directory"),
     ]:
         assert main(["serve", *args]) == 2, args
         err = capsys.readouterr().err
