@@ -16,12 +16,14 @@ encoding throughput on real text, and `/search` under a bounded loopback load.
 2. Encoding throughput: me5-small over real XQuAD-R sentences with `encode_texts` (1 shard,
    cold: Ray start and model load included), then `BiEncoder.encode` on the loaded model
    (passages, and XQuAD-R questions as queries).
-3. `/search`: an index directory of 100k synthetic vectors (flat: exact, no build time, and
-   one query's search is a few ms beside its encoding) with
-   the real me5-small as query encoder, served by `hybrid serve` (uvicorn) in its own process;
-   8 concurrent clients (asyncio + httpx, one process) send real XQuAD-R questions (k = 10)
-   for `--load-seconds` seconds on loopback (at most 50,000 requests): p50/p90/p99 latency,
-   requests/s, errors.
+3. `/search`: index directories of 100k synthetic vectors, one per `--load-kinds` (default
+   flat and hnsw, built as `hybrid index build` builds them), with the real me5-small as
+   query encoder, each served by `hybrid serve` (uvicorn) in its own process once per query
+   backend (`--load-backends`, default torch and onnx) and thread count (`--load-threads`,
+   default 1 and 2); 8 concurrent closed-loop clients (asyncio + httpx, one process) send
+   real XQuAD-R questions (k = 10) for `--load-seconds` seconds on loopback after a 3 s
+   warm-up (at most 50,000 requests): p50/p90/p99 latency, requests/s, errors. Only the
+   service again: `--skip faiss,encode` (the kept FAISS rows keep their date).
 
 Results: bench/results/index_search.json (with the CPU model and flags from lscpu, thread
 counts and the load average before and after, since the machine may be shared) and
