@@ -57,6 +57,24 @@ def machine() -> dict:
             "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}
 
 
+def cpu_facts() -> dict:
+    """The CPU as lscpu names it: model, its avx/amx/fma flags, and the core count."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = info.get("Flags", "").split()
+    return {"cpu_model": info.get("Model name", "?").strip(),
+            "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))),
+            "cores": os.cpu_count()}
+
+
+def rss_mib() -> float:
+    """This process's resident set size now (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -40,20 +40,19 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, machine, pairs_dir, run_worker, write_worker_result
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+from bench.common import (
+    RESULTS,
+    cpu_facts,
+    machine,
+    pairs_dir,
+    rss_mib,
+    run_worker,
+    write_worker_result,
+)
 
 
 def _setup(spec: dict, chunks: tuple):
@@ -96,7 +95,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     sampler, (tr,) = _setup(spec, (spec["chunk"],))
-    rss_loaded = _rss_mib()
+    rss_loaded = rss_mib()
     _warm_up([tr], sampler)
     b = spec["batch_size"]
     times, pairs = [], 0
@@ -144,15 +143,6 @@ def interleaved_worker(spec: dict) -> dict:
             "rounds": spec["rounds"], "pairs_each": each, "plain_pairs_per_s": rate["plain"],
             "cached_pairs_per_s": rate["cached"], "ratio": round(rate["cached"] / rate["plain"], 3),
             "log": log, "torch_threads": torch.get_num_threads()}
-
-
-def cpu_facts() -> dict:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    return {"cpu_model": info.get("Model name", "?").strip(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))),
-            "cores": os.cpu_count()}
 
 
 def main() -> None:

@@ -45,26 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, cpu_facts, machine, rss_mib
 
 DIM = 384
 NOISE = 0.03
 N_QUERIES = 1000
-
-
-def lscpu() -> dict:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    return {"cpu_model": info.get("Model name", "?").strip(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))}
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def synthetic(n: int, seed: int, centers: np.ndarray) -> np.ndarray:
@@ -350,13 +335,6 @@ TARGETS = {"hnsw_recall": 0.95, "hnsw_speedup": 10.0, "p99_ms": 150.0}
 CMD = "python -m bench.index_search"
 
 
-def service_runs(res: dict) -> list[dict]:
-    """The `/search` load runs of a result file (one dict in files from before kinds and
-    backends were measured)."""
-    sv = res.get("search_service") or []
-    return [sv] if isinstance(sv, dict) else sv
-
-
 def report_rows(res: dict | None) -> list[tuple]:
     """BENCHMARKS.md summary rows (bench/run_all.py): the issue's two targets."""
     def ok(cond):
@@ -379,7 +357,7 @@ def report_rows(res: dict | None) -> list[tuple]:
              f"**{best['speedup_vs_flat']}x**", ">= 0.95, >= 10x",
              ok(best["recall_at_10"] >= TARGETS["hnsw_recall"] and best["speedup_vs_flat"] >= TARGETS["hnsw_speedup"]),
              when, CMD)]
-    runs = service_runs(res)
+    runs = res.get("search_service", [])
     for kind in dict.fromkeys(r["index"]["kind"] for r in runs):  # each kind's best setting
         sv = min((r for r in runs if r["index"]["kind"] == kind), key=lambda r: (r["errors"], r["p99_ms"]))
         rows.append((f"`/search`, {sv['index']['n']:,}-passage {sv['index']['kind']} index, me5-small query "
@@ -413,7 +391,7 @@ def report_detail(res: dict | None) -> list[str]:
                   f"{en['passages_per_s']} passages/s and {en['queries_per_s']} queries/s on a loaded model; "
                   f"`encode_texts` cold (Ray start and model load included) {en['encode_texts_passages_per_s']} "
                   f"passages/s over {en['texts']} passages."]
-    runs = service_runs(res)
+    runs = res.get("search_service", [])
     if runs:
         sv = runs[0]
         lines += ["", f"`/search` load: {sv['clients']} concurrent closed-loop clients (asyncio + httpx, one "
@@ -460,7 +438,7 @@ def main() -> None:
         res.setdefault("faiss_machine", res.get("machine"))
     elif "faiss" not in skip:
         res.pop("faiss_machine", None)
-    res["machine"] = {**machine(), **lscpu(), "faiss_threads": faiss.omp_get_max_threads(),
+    res["machine"] = {**machine(), **cpu_facts(), "faiss_threads": faiss.omp_get_max_threads(),
                       "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
     t0 = time.perf_counter()
     if "faiss" not in skip:

@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hybrid.errors import HybridError
 from hybrid.index.searcher import Searcher
@@ -50,7 +51,7 @@ class Limits:
 
 
 def create_app(index_dir: str | os.PathLike, *, limits: Limits = Limits(),
-               watch_interval: float = 1.0, threads: int | None = 1, backend: str | None = None):
+               watch_interval: float = 1.0, threads: int | None = None, backend: str | None = None):
     """The FastAPI app serving the index directory `index_dir` (opened now: a directory that
     is not an index raises HybridError here, before any request). `threads`: torch, ONNX
     Runtime and FAISS threads per operation (None: their defaults, the machine's cores);
@@ -270,58 +271,66 @@ class _SearchBatcher:
 
         if self._thread is None:  # not started (no lifespan): search here
             return self.searcher.search(queries, k, langs, at=state)
-        fut: Future = Future()
-        self._queue.put((state, queries, k, langs, fut))
-        return fut.result()
+        req = _Request(state, queries, k, None if langs is None else frozenset(langs), Future())
+        self._queue.put(req)
+        return req.future.result()
 
     def _run(self) -> None:
         import queue
 
         pending = []
         while True:
-            item = pending.pop(0) if pending else self._queue.get()
-            if item is None:
+            first = pending.pop(0) if pending else self._queue.get()
+            if first is None:
                 return
-            group, n = [item], len(item[1])
+            group, n = [first], len(first.queries)
             while n < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None or nxt[0] is not item[0]:
+                if nxt is None or nxt.state is not first.state:
                     pending.append(nxt)  # another version (or stop): its own batch
                     break
                 group.append(nxt)
-                n += len(nxt[1])
-            self._search(item[0], group)
+                n += len(nxt.queries)
+            self._search(first.state, group)
 
-    def _search(self, state, group: list[tuple]) -> None:
+    def _search(self, state, group: list[_Request]) -> None:
         import numpy as np
 
         try:
-            vectors = state.encode([q for _, qs, _, _, _ in group for q in qs])
+            vectors = state.encode([q for r in group for q in r.queries])
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
-            for *_, fut in group:
-                fut.set_exception(exc)
+            for r in group:
+                r.future.set_exception(exc)
             return
-        cuts = np.cumsum([0] + [len(qs) for _, qs, _, _, _ in group])
+        starts = np.cumsum([0] + [len(r.queries) for r in group])
         by_langs: dict = {}
-        for j, (_, _, _, langs, _) in enumerate(group):
-            by_langs.setdefault(None if langs is None else tuple(langs), []).append(j)
+        for r, start in zip(group, starts[:-1], strict=True):
+            by_langs.setdefault(r.langs, []).append((r, np.arange(start, start + len(r.queries))))
         for langs, members in by_langs.items():
-            rows = np.concatenate([np.arange(cuts[j], cuts[j + 1]) for j in members])
             try:
-                hits = self.searcher.search_vectors(vectors[rows], max(group[j][2] for j in members),
-                                                    None if langs is None else list(langs), at=state)
+                hits = self.searcher.search_vectors(
+                    vectors[np.concatenate([rows for _, rows in members])], max(r.k for r, _ in members),
+                    None if langs is None else sorted(langs), at=state)
             except BaseException as exc:  # noqa: BLE001 - e.g. a refused language filter
-                for j in members:
-                    group[j][4].set_exception(exc)
+                for r, _ in members:
+                    r.future.set_exception(exc)
                 continue
-            at = 0
-            for j in members:
-                size, k = cuts[j + 1] - cuts[j], group[j][2]
-                group[j][4].set_result([h[:k] for h in hits[at:at + size]])
-                at += size
+            for r, rows in members:
+                mine, hits = hits[:len(rows)], hits[len(rows):]
+                r.future.set_result([h[:r.k] for h in mine])
+
+
+class _Request(NamedTuple):
+    """One /search request waiting in `_SearchBatcher`'s queue."""
+
+    state: object  # the index version it searches (Searcher.current())
+    queries: list
+    k: int
+    langs: frozenset | None
+    future: object  # concurrent.futures.Future of its hits
 
 
 class _Watcher:
