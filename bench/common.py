@@ -57,6 +57,20 @@ def machine() -> dict:
             "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M")}
 
 
+def with_earlier_machines(path: str | Path, result: dict) -> dict:
+    """`result` with the runs of other machines kept: those of the result file at `path` (its
+    own run and its `earlier_machines`) whose CPU model or flags differ from `result`'s, under
+    `earlier_machines`, oldest first. A run that recorded no CPU counts as another machine."""
+    path = Path(path)
+    if not path.is_file():
+        return result
+    old = json.loads(path.read_text(encoding="utf-8"))
+    kept = [*old.pop("earlier_machines", []), old]
+    here = result["machine"].get("cpu")
+    result["earlier_machines"] = [r for r in kept if r.get("machine", {}).get("cpu") != here]
+    return result
+
+
 def cpu_facts() -> dict:
     """The CPU as lscpu names it: model, its avx/amx/fma flags, and the core count."""
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout

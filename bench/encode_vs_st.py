@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, machine, run_worker, write_worker_result
+from bench.common import RESULTS, machine, run_worker, with_earlier_machines, write_worker_result
 
 MODULE = "bench.encode_vs_st"
 MAX_LEN = {"query": 64, "passage": 128}
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio_vs_st_by_kind"] = {t: {k: round(best[t]["texts_per_s"][k] / st[k], 2)
                                              for k in ("query", "passage")} for t in tools}
     result["machine"]["load_avg_1min_after"] = machine()["load_avg_1min"]
-    write_json(args.out, result)
+    write_json(args.out, with_earlier_machines(args.out, result))
     print("; ".join(f"{t} {best[t]['texts_per_s']['all']} texts/s" for t in tools)
           + f"; vs ST {result.get('ratio_vs_st')}; min cosine vs torch {min_cos}")
     print(f"wrote {args.out}")

@@ -36,7 +36,7 @@ BENCHES = {
     "index": [sys.executable, "-m", "bench.index_search"],  # ~20 min: not in DEFAULT
 }
 DEFAULT = ("train", "encode", "eval", "demo")
-TARGETS = {"train": 1.3, "encode": 1.0, "encode_onnx": 1.5, "encode_int8": 2.2, "eval": 20.0,
+TARGETS = {"encode": 1.0, "encode_onnx": 1.5, "encode_int8": 2.2, "eval": 20.0,
            "demo_s": 20 * 60, "rerun_s": 60}
 
 
@@ -128,29 +128,24 @@ def _ok(value, target, higher=True) -> str:
 
 def report() -> str:
     """BENCHMARKS.md from the result files."""
+    from bench import train_vs_st
+
     tr, en, ev, demo = _load("train_vs_st"), _load("encode_vs_st"), _load("eval_matrix"), _load("demo")
     rows = []
-    if tr:
-        for r in tr["results"]:
-            rows.append((f"training, {r['setting']} (pairs/s, ours vs ST)",
-                         f"{r['ours']['pairs_per_s']} vs {r['st']['pairs_per_s']} = **{r['ratio']}x**",
-                         ">= 1.3x", _ok(r["ratio"], TARGETS["train"]),
-                         tr["machine"]["date_utc"], tr.get("command", "python -m bench.train_vs_st")))
-    else:
-        rows.append(("training vs ST", "pending", ">= 1.3x", "pending", "-", "python -m bench.train_vs_st --ray --steps 5 --warmup 1 --rounds 3"))
+    rows += train_vs_st.report_rows(tr)
     eb = _load("encode_backends")
-    if eb:
-        cpu = eb["machine"]["cpu"]
+    for e in (eb, *eb.get("earlier_machines", [])) if eb else ():
+        cpu = e["machine"]["cpu"]
         for tool, target in (("ours", TARGETS["encode"]), ("onnx", TARGETS["encode_onnx"]),
                              ("onnx-int8", TARGETS["encode_int8"])):
-            if tool in eb.get("ratio_vs_st", {}):
-                cos = min(eb["min_cosine_vs_torch"].get(tool, {"torch": 1.0}).values())
-                rows.append((f"encoding, {'torch' if tool == 'ours' else tool} batch {eb['batch_size']}, {eb['threads']} thread(s), "
+            if tool in e.get("ratio_vs_st", {}):
+                cos = min(e["min_cosine_vs_torch"].get(tool, {"torch": 1.0}).values())
+                rows.append((f"encoding, {'torch' if tool == 'ours' else tool} batch {e['batch_size']}, {e['threads']} thread(s), "
                              f"{cpu['model']} (texts/s vs ST torch; min cosine vs torch {cos})",
-                             f"{eb[tool]['best']['texts_per_s']['all']} vs "
-                             f"{eb['st']['best']['texts_per_s']['all']} = **{eb['ratio_vs_st'][tool]}x**",
-                             f">= {target}x", _ok(eb["ratio_vs_st"][tool], target),
-                             eb["machine"]["date_utc"], "python -m bench.encode_vs_st"))
+                             f"{e[tool]['best']['texts_per_s']['all']} vs "
+                             f"{e['st']['best']['texts_per_s']['all']} = **{e['ratio_vs_st'][tool]}x**",
+                             f">= {target}x", _ok(e["ratio_vs_st"][tool], target),
+                             e["machine"]["date_utc"], "python -m bench.encode_vs_st"))
     if en:
         b = en["ours"]["best"]["texts_per_s"], en["st"]["best"]["texts_per_s"]
         rows.append((f"encoding, {en['precision']} batch {en['batch_size']} (texts/s, ours vs ST; earlier machine)",
@@ -193,31 +188,7 @@ def report() -> str:
               "| --- | --- | --- | --- | --- | --- |"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     lines += [""] + notes if notes else []
-    if tr:
-        lines += ["", "## Training detail (s/step: median of each round's steps, the best round; peak RSS of each process)", "",
-                  "| setting | tool | pairs/s | s/step | each round's median s/step | peak RSS MiB | trainable params | first-step loss |",
-                  "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
-        for r in tr["results"]:
-            for tool, name in (("ours", "hybrid"), ("st", "sentence-transformers"),
-                               ("ours_padded", "hybrid, one padded batch")):
-                if tool not in r:
-                    continue
-                x = r[tool]
-                rounds = " / ".join(str(t) for t in x.get("round_medians_s", []))
-                lines.append(f"| {r['setting']} | {name} | {x['pairs_per_s']} | {x['median_s_per_step']} | "
-                             f"{rounds} | {x['peak_rss_mib']:.0f} | {x['trainable_params']:,} | {x['first_step_loss']} |")
-        lines += ["", f"{tr['timed_steps_per_run']} timed steps after {tr['warmup_steps']} warm-up steps per "
-                  f"process, {tr['rounds']} interleaved rounds; batch {tr['batch_size']}, bf16 autocast, "
-                  f"questions 64 / passages 128 tokens (ST: max_seq_length 128; "
-                  f"{tr['max_len']['questions_over_64_tokens']} training questions exceed 64 tokens)."]
-        if tr.get("ray"):
-            lines += ["", "## Full Ray Train runs and scaling (same batches, `hybrid.train.train`)", "",
-                      "| workers | steps | pairs/s per step (median, after step 1) | train time s | "
-                      "run wall s (driver) | overhead s (Ray start, load, save) |",
-                      "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-            for r in tr["ray"]:
-                lines.append(f"| {r['workers']} | {r['steps']} | {r['median_pairs_per_s_after_first']} | "
-                             f"{r['train_time_s']:.1f} | {r['driver_wall_s']} | {r['overhead_s']} |")
+    lines += train_vs_st.report_detail(tr)
     if en:
         lines += ["", "## Encoding detail (best of the rounds, texts/s)", "",
                   "| kind | texts | hybrid | sentence-transformers | ratio |", "| --- | ---: | ---: | ---: | ---: |"]

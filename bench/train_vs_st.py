@@ -2,9 +2,12 @@
 `SentenceTransformerTrainer` with `MultipleNegativesRankingLoss`, on the same batches.
 
     python -m bench.train_vs_st [--pairs DIR] [--model me5-small] [--steps 6] [--warmup 2]
-                                [--rounds 2] [--settings frozen,unfrozen] [--ray]
+                                [--rounds 2] [--settings frozen,unfrozen]
+                                [--precisions auto|fp32|bf16|fp32,bf16] [--ray]
 
-Both sides: mE5-small, batch 32, bf16 autocast (ST: `bf16=True, use_cpu=True`), AdamW lr 3e-5,
+Both sides: mE5-small, batch 32, fp32 and, where the CPU has fast bf16 (`--precisions auto`:
+oneDNN's bf16 support, as the trainer decides), bf16 autocast (ST: `bf16=True, use_cpu=True`);
+AdamW lr 3e-5,
 weight decay 0.01, grad-norm clip 1.0, temperature 0.05 (= MNRL scale 20), prefixes
 `query: `/`passage: `, the same frozen/trained word embeddings. The batches are the trainer's
 own hybrid batches of the XQuAD-R train split (`quick` profile, no validation ids held out):
@@ -16,14 +19,19 @@ Max lengths: ours truncates questions at 64 and passages at 128 tokens; ST has o
 
 A step's time is wall time from the end of one optimizer step to the end of the next, so it
 includes tokenization and data loading on both sides (ST: between `on_step_end` callbacks).
-`--warmup` steps are not timed. Each (tool, setting) runs in its own subprocess (peak RSS is
+`--warmup` steps are not timed.
+Beside pairs/s, each of our rows states how near the machine's limit it runs: the useful
+FLOPs of the timed steps (`bench.flops.step_flops`: forward + backward on the unpadded
+tokens) per second, over the GEMM rate measured in the same precision at the start
+(`bench.flops.gemm_rate`, the best of 5 products of 2048-square matrices). Each (tool, setting) runs in its own subprocess (peak RSS is
 that process's `ru_maxrss`), interleaved ours, ST, ours, ST, ...; each run's median step
 time, and of the rounds the best (the machine is shared: other jobs only ever slow a round
 down, by up to 3x here), as in `bench.encode_vs_st`.
 For `--padded-setting` ours also runs as before its length-sorted chunks
 (`BiEncoder.embed_texts` with one chunk: the batch padded to its longest text), `ours_padded`.
 
-`--ray` also times full `hybrid.train.train` runs (Ray Train, 1 and 2 workers, same steps):
+`--ray` also times full `hybrid.train.train` runs (Ray Train, 1 and 2 workers, same steps,
+the trainer's own precision choice):
 pairs/s of the steps as the workers log them, and the run's wall time, so Ray's start-up
 cost is reported apart from the per-step cost.
 """
@@ -38,18 +46,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, machine, pairs_dir, run_worker, write_worker_result
+from bench.common import (
+    RESULTS,
+    machine,
+    pairs_dir,
+    run_worker,
+    with_earlier_machines,
+    write_worker_result,
+)
+from bench.flops import DTYPES, gemm_rate
 
 MODULE = "bench.train_vs_st"
 SETTINGS = {"frozen": True, "unfrozen": False}
 
 
-def _cfg(pairs: str, batch_size: int, steps: int, workers: int = 1):
+def _cfg(pairs: str, batch_size: int, steps: int, workers: int = 1, bf16: bool = True):
     from hybrid.train import load_profile
 
     return load_profile("quick").override(**{
         "data.pairs": pairs, "data.batch_size": batch_size, "data.val_ids": 0,
-        "run.steps": steps, "run.val_every": steps, "run.workers": workers, "run.bf16": True})
+        "run.steps": steps, "run.val_every": steps, "run.workers": workers, "run.bf16": bf16})
 
 
 def _batches(pairs: str, batch_size: int, n: int):
@@ -80,12 +96,13 @@ def worker_ours(spec: dict) -> dict:
     cfg, _, texts, batches = _batches(spec["pairs"], spec["batch_size"], n)
     # as a Ray worker on CPU: frozen embeddings if asked, training mode, fast dropout masks
     enc = prepare_encoder(BiEncoder.from_pretrained(spec["model_path"]), torch.device("cpu"), spec["freeze"])
+    flops = [_flops(enc, texts, gb, cfg) for gb in batches][spec["warmup"]:]
     params = trainable(enc)
     opt, sched = make_optimizer(params, cfg)
     ends, losses = [time.perf_counter()], []
     for step, gb in enumerate(batches):
         torch.manual_seed(step)
-        loss = batch_loss(enc, texts, gb, cfg, True)
+        loss = batch_loss(enc, texts, gb, cfg, spec["bf16"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.optim.max_grad_norm)
         opt.step()
@@ -94,8 +111,19 @@ def worker_ours(spec: dict) -> dict:
         losses.append(round(loss.item(), 4))
         ends.append(time.perf_counter())
     times = [b - a for a, b in zip(ends, ends[1:], strict=False)][spec["warmup"]:]
-    return {"step_times_s": [round(t, 3) for t in times], "losses": losses,
+    return {"step_times_s": [round(t, 3) for t in times], "losses": losses, "step_flops": flops,
             "trainable_params": sum(p.numel() for p in params.values())}
+
+
+def _flops(enc, texts, gb, cfg) -> float:
+    """Useful FLOPs of one training step on global batch `gb` (its texts as `batch_loss` gets
+    them, tokenized and truncated as the encoder does)."""
+    from bench.flops import step_flops
+
+    qs, ps, hs = texts.batch(gb, cfg.data.hard_negatives, cfg.run.seed)
+    lengths = [len(x) for kind, xs in (("query", qs), ("passage", ps + hs))
+               for x in enc.length_order(xs, kind)[0]["input_ids"]]
+    return step_flops(enc.model.config, lengths)
 
 
 def worker_st(spec: dict) -> dict:
@@ -142,7 +170,7 @@ def worker_st(spec: dict) -> dict:
             output_dir=tmp, per_device_train_batch_size=spec["batch_size"], max_steps=n,
             learning_rate=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
             warmup_steps=cfg.optim.warmup_steps, max_grad_norm=cfg.optim.max_grad_norm,
-            bf16=True, use_cpu=True, seed=0, report_to="none", save_strategy="no",
+            bf16=spec["bf16"], use_cpu=True, seed=0, report_to="none", save_strategy="no",
             logging_steps=1, disable_tqdm=True, dataloader_drop_last=True,
             batch_sampler=sequential,
             prompts={"anchor": cfg.model.query_prefix, "positive": cfg.model.passage_prefix})
@@ -169,7 +197,7 @@ def ray_run(pairs: str, batch_size: int, steps: int, workers: int) -> dict:
     from hybrid.train import train
 
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        cfg = _cfg(pairs, batch_size, steps, workers).override(
+        cfg = _cfg(pairs, batch_size, steps, workers, bf16=None).override(
             **{"model.model": "me5-small", "out": str(Path(tmp) / "out")})
         t0 = time.perf_counter()
         out = train(cfg)
@@ -178,12 +206,28 @@ def ray_run(pairs: str, batch_size: int, steps: int, workers: int) -> dict:
         log = [json.loads(x) for x in (Path(out) / "train_log.jsonl").read_text().splitlines()]
     rates = [r["pairs_per_s"] for r in log]
     timed = rates[1:] if len(rates) > 1 else rates  # step 1 warms up
-    return {"workers": workers, "steps": len(log), "driver_wall_s": round(wall, 1),
+    return {"workers": workers, "steps": len(log), "bf16": summary.get("bf16"),
+            "driver_wall_s": round(wall, 1),
             "worker_wall_s": summary["wall_time_s"], "train_time_s": summary["train_time_s"],
             "pairs_per_s_all_steps": summary["pairs_per_s"],
             "median_pairs_per_s_after_first": round(statistics.median(timed), 2),
             "overhead_s": round(wall - summary["train_time_s"], 1),
             "step_pairs_per_s": rates}
+
+
+def _precisions(arg: str) -> list[str]:
+    """`--precisions`: auto is fp32, plus bf16 where oneDNN has bf16 kernels for this CPU."""
+    if arg == "auto":
+        import torch
+
+        from hybrid.train.core import bf16_supported
+
+        return ["fp32"] + (["bf16"] if bf16_supported(torch.device("cpu")) else [])
+    out = arg.split(",")
+    bad = [p for p in out if p not in DTYPES]
+    if bad:
+        raise SystemExit(f"--precisions: unknown {', '.join(bad)} (choose fp32, bf16 or auto)")
+    return out
 
 
 def questions_over(table, model_path: str, limit: int) -> int:
@@ -204,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settings", default="frozen,unfrozen")
+    ap.add_argument("--precisions", default="auto",
+                    help="fp32, bf16 or both comma-separated; auto: fp32, and bf16 where the CPU has it")
     ap.add_argument("--padded-setting", default="frozen",
                     help="also time ours before the length-sorted chunks (one padded batch) here")
     ap.add_argument("--ray", action="store_true", help="also time full Ray runs, 1 and 2 workers")
@@ -220,29 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     pairs = str(pairs_dir(args.pairs))
     model_path = str(resolve_model(args.model))
     over = questions_over(load_pairs(pairs), model_path, 64)
+    precisions = _precisions(args.precisions)
     mach = machine()
-    runs: dict[tuple[str, str], list[dict]] = {}
+    gemm = {p: gemm_rate(p) for p in precisions}
+    print("GEMM GFLOP/s: " + ", ".join(f"{p} {r}" for p, r in gemm.items()), flush=True)
+    settings = [(p, s) for p in precisions for s in args.settings.split(",")]
+    runs: dict[tuple[str, str, str], list[dict]] = {}
     for rnd in range(args.rounds):
-        for setting in args.settings.split(","):
+        for prec, setting in settings:
             tools = ("ours", "st") + (("ours_padded",) if setting == args.padded_setting else ())
             for tool in tools:
-                spec = {"tool": tool, "freeze": SETTINGS[setting], "pairs": pairs,
-                        "model_path": model_path, "batch_size": args.batch_size,
+                spec = {"tool": tool, "freeze": SETTINGS[setting], "bf16": prec == "bf16",
+                        "pairs": pairs, "model_path": model_path, "batch_size": args.batch_size,
                         "steps": args.steps, "warmup": args.warmup}
                 r = run_worker(MODULE, spec)
-                runs.setdefault((setting, tool), []).append(r)
+                runs.setdefault((prec, setting, tool), []).append(r)
                 med = statistics.median(r["step_times_s"])
-                print(f"round {rnd + 1}: {setting:8s} {tool:4s} {args.batch_size / med:6.2f} pairs/s "
+                print(f"round {rnd + 1}: {prec}+{setting:8s} {tool:4s} {args.batch_size / med:6.2f} pairs/s "
                       f"(median {med:.2f} s/step), peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
     rows = []
-    for setting in args.settings.split(","):
-        row = {"setting": f"bf16+{setting}"}
+    for prec, setting in settings:
+        row = {"setting": f"{prec}+{setting}", "precision": prec, "gemm_gflops": gemm[prec]}
         for tool in ("ours", "st", "ours_padded"):
-            if (setting, tool) not in runs:
+            if (prec, setting, tool) not in runs:
                 continue
-            rs = runs[(setting, tool)]
+            rs = runs[(prec, setting, tool)]
             per_round = [statistics.median(r["step_times_s"]) for r in rs]
-            med = min(per_round)  # best round: other jobs only ever slow a round down
+            best = min(range(len(rs)), key=per_round.__getitem__)
+            med = per_round[best]  # best round: other jobs only ever slow a round down
             row[tool] = {"pairs_per_s": round(args.batch_size / med, 2), "median_s_per_step": round(med, 3),
                          "round_medians_s": [round(t, 3) for t in per_round],
                          "step_times_s": [r["step_times_s"] for r in rs],
@@ -251,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
                          "first_step_loss": rs[0]["losses"][0] if rs[0]["losses"] else None}
             if tool == "st":
                 row[tool]["optimizer"] = rs[0].get("optimizer")
+            if rs[best].get("step_flops"):  # the best round's useful FLOP/s over its time
+                r = rs[best]
+                achieved = sum(r["step_flops"]) / sum(r["step_times_s"]) / 1e9
+                row[tool]["achieved_gflops"] = round(achieved, 1)
+                row[tool]["of_gemm_rate"] = round(achieved / gemm[prec], 3)
         row["ratio"] = round(row["ours"]["pairs_per_s"] / row["st"]["pairs_per_s"], 2)
         if "ours_padded" in row:
             row["ours_padded"]["ratio_vs_st"] = round(row["ours_padded"]["pairs_per_s"] / row["st"]["pairs_per_s"], 2)
@@ -262,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
               "max_len": {"query": 64, "passage": 128, "st_max_seq_length": 128,
                           "questions_over_64_tokens": over},
               "timed_steps_per_run": args.steps, "warmup_steps": args.warmup, "rounds": args.rounds,
-              "machine": mach, "results": rows,
+              "machine": mach, "gemm_gflops": gemm, "results": rows,
               "command": " ".join(["python -m bench.train_vs_st"] + sys.argv[1:])}
     if args.ray:
         n = args.warmup + args.steps
@@ -271,10 +327,99 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ray {r['workers']} worker(s): {r['median_pairs_per_s_after_first']} pairs/s per step, "
                   f"run {r['driver_wall_s']} s (overhead {r['overhead_s']} s)", flush=True)
     result["machine"]["load_avg_1min_after"] = machine()["load_avg_1min"]
-    write_json(args.out, result)
+    write_json(args.out, with_earlier_machines(args.out, result))
     print(f"wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ------------------------------------------------------------------- report
+#: Targets: pairs/s over sentence-transformers' at the same setting, and useful FLOP/s over
+#: the machine's GEMM rate in the same precision.
+TARGETS = {"ratio": 1.5, "of_gemm_rate": 0.6}
+COMMAND = "python -m bench.train_vs_st --ray --steps 5 --warmup 1 --rounds 3"
+
+
+def _where(tr: dict) -> str:
+    cpu = tr["machine"].get("cpu")
+    return f"{cpu['model']}" if cpu else "earlier machine, Intel Xeon with AMX"
+
+
+def _ok(value, target) -> str:
+    return "pending" if value is None else "met" if value >= target else "**missed**"
+
+
+def report_rows(tr: dict | None) -> list[tuple]:
+    """BENCHMARKS.md's summary rows: per machine (this result, then its earlier machines) and
+    setting, ours vs ST and, where measured, the share of the GEMM rate."""
+    if not tr:
+        return [("training vs ST", "pending", f">= {TARGETS['ratio']}x", "pending", "-", COMMAND)]
+    rows = []
+    for t in (tr, *tr.get("earlier_machines", [])):
+        for r in t["results"]:
+            ours = r["ours"]
+            measured = f"{ours['pairs_per_s']} vs {r['st']['pairs_per_s']} = **{r['ratio']}x**"
+            target, status = f">= {TARGETS['ratio']}x", _ok(r["ratio"], TARGETS["ratio"])
+            if "of_gemm_rate" in ours:
+                measured += (f"; {ours['achieved_gflops']} GFLOP/s = **{ours['of_gemm_rate']:.0%}** of "
+                             f"{r['gemm_gflops']} (GEMM)")
+                target += f", >= {TARGETS['of_gemm_rate']:.0%} of GEMM"
+                gemm_ok = _ok(ours["of_gemm_rate"], TARGETS["of_gemm_rate"])
+                status = status if status == gemm_ok else f"{status} / {gemm_ok}"
+            rows.append((f"training, {r['setting']}, {_where(t)} (pairs/s, ours vs ST)", measured,
+                         target, status, t["machine"]["date_utc"], t.get("command", COMMAND)))
+    return rows
+
+
+def report_detail(tr: dict | None) -> list[str]:
+    """BENCHMARKS.md's training sections for each machine's result."""
+    lines = []
+    for t in (tr, *tr.get("earlier_machines", [])) if tr else ():
+        m = t["machine"]
+        cpu = m.get("cpu")
+        lines += ["", f"## Training detail, {_where(t)} (s/step: median of each round's steps, the best "
+                  "round; peak RSS of each process)", "",
+                  "| setting | tool | pairs/s | s/step | each round's median s/step | useful GFLOP/s (of GEMM) "
+                  "| peak RSS MiB | trainable params | first-step loss |",
+                  "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+        for r in t["results"]:
+            for tool, name in (("ours", "hybrid"), ("st", "sentence-transformers"),
+                               ("ours_padded", "hybrid, one padded batch")):
+                if tool not in r:
+                    continue
+                x = r[tool]
+                rounds = " / ".join(str(v) for v in x.get("round_medians_s", []))
+                gf = (f"{x['achieved_gflops']} ({x['of_gemm_rate']:.0%})" if "achieved_gflops" in x
+                      else "-")
+                lines.append(f"| {r['setting']} | {name} | {x['pairs_per_s']} | {x['median_s_per_step']} | "
+                             f"{rounds} | {gf} | {x['peak_rss_mib']:.0f} | {x['trainable_params']:,} | "
+                             f"{x['first_step_loss']} |")
+        precs = sorted({r.get("precision", "bf16") for r in t["results"]})
+        lines += ["", f"{t['timed_steps_per_run']} timed steps after {t['warmup_steps']} warm-up steps per "
+                  f"process, {t['rounds']} interleaved rounds; batch {t['batch_size']}, "
+                  f"{' and '.join(precs)}, questions 64 / passages 128 tokens (ST: max_seq_length 128; "
+                  f"{t['max_len']['questions_over_64_tokens']} training questions exceed 64 tokens)."]
+        if t.get("gemm_gflops"):
+            lines += ["", "GEMM rate (2048-square matrix product, best of 5, "
+                      f"{m.get('torch_threads')} threads): "
+                      + ", ".join(f"{p} {v} GFLOP/s" for p, v in t["gemm_gflops"].items())
+                      + "; useful FLOPs: `bench/flops.py`."]
+        if cpu:
+            lines += ["", f"{cpu['model']} ({', '.join(cpu['flags'])}), {m.get('cpus')} cores, "
+                      f"torch {m.get('torch')}, {m.get('torch_threads')} threads, load average "
+                      f"{m.get('load_avg_1min')} before / {m.get('load_avg_1min_after')} after, "
+                      f"{m.get('date_utc')} UTC."]
+        if t.get("ray"):
+            lines += ["", f"Full Ray Train runs and scaling, {_where(t)} (same batches, `hybrid.train.train`, "
+                      "the trainer's precision):", "",
+                      "| workers | precision | steps | pairs/s per step (median, after step 1) | train time s | "
+                      "run wall s (driver) | overhead s (Ray start, load, save) |",
+                      "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+            for r in t["ray"]:
+                prec = {True: "bf16", False: "fp32"}.get(r.get("bf16"), "bf16")
+                lines.append(f"| {r['workers']} | {prec} | {r['steps']} | {r['median_pairs_per_s_after_first']} | "
+                             f"{r['train_time_s']:.1f} | {r['driver_wall_s']} | {r['overhead_s']} |")
+    return lines
