@@ -284,21 +284,30 @@ class BiEncoder(torch.nn.Module):
         padded to its own longest text, instead of one batch padded to the longest of all:
         the vectors are the same (padding is masked), the padded tokens fewer. Default
         `chunk`: `TRAIN_CHUNK_CPU` on CPU (where compute grows with padded tokens), the whole
-        batch elsewhere (on a GPU small chunks cost more than padding). The same as
+        batch elsewhere (on a GPU small chunks cost more than padding). Where the model can
+        run packed (CPU training: `hybrid.train.packing.supported`), the texts are one row
+        without any padding instead and `chunk` texts share an attention block (unless
+        `chunk` >= the number of texts: one padded batch, as asked). The same as
         `embed_tokenized(tokenize_chunks(texts, kind, chunk))`.
         """
         return self.embed_tokenized(self.tokenize_chunks(texts, kind, chunk))
 
-    def tokenize_chunks(self, texts: Sequence[str], kind: Kind,
-                        chunk: int | None = None) -> tuple[list[dict], list[int] | None, int]:
+    def tokenize_chunks(self, texts: Sequence[str], kind: Kind, chunk: int | None = None):
         """The tokenized input of `embed_texts` (to embed the same texts twice, as gradient
-        caching does, with one tokenization): (padded chunks, their length order or None
-        for a single unsorted batch, the number of texts)."""
+        caching does, with one tokenization): a `hybrid.train.packing.Packed` batch, or
+        (padded chunks, their length order or None for a single unsorted batch, the number
+        of texts)."""
         kind = check_kind(kind)
         texts = list(texts)
         n = len(texts)
+        cpu = self.device.type == "cpu"
+        if n > 1 and cpu and (chunk is None or chunk < n) and self._packs():
+            from hybrid.train import packing
+
+            enc, order = self.length_order(texts, kind)
+            return packing.pack(self.model, enc["input_ids"], order, min(chunk or TRAIN_CHUNK_CPU, n))
         if chunk is None:
-            chunk = TRAIN_CHUNK_CPU if self.device.type == "cpu" else n
+            chunk = TRAIN_CHUNK_CPU if cpu else n
         if n == 0:
             return [], None, 0
         if chunk >= n:
@@ -310,8 +319,21 @@ class BiEncoder(torch.nn.Module):
                    for s in range(0, n, chunk)]
         return batches, order, n
 
-    def embed_tokenized(self, chunks: tuple[list[dict], list[int] | None, int]) -> torch.Tensor:
+    def _packs(self) -> bool:
+        """Whether the model runs packed batches (only after `hybrid.train.dropout` set its
+        attention, so inference never imports the training package)."""
+        if not str(getattr(self.model.config, "_attn_implementation", "")).startswith("hybrid"):
+            return False
+        from hybrid.train import packing
+
+        return packing.supported(self.model)
+
+    def embed_tokenized(self, chunks) -> torch.Tensor:
         """Differentiable embeddings [n, dim] in input order of `tokenize_chunks` output."""
+        if not isinstance(chunks, tuple):
+            from hybrid.train import packing
+
+            return packing.embed(self, chunks)
         batches, order, n = chunks
         if n == 0:
             return torch.zeros(0, self.dim, device=self.device)

@@ -59,10 +59,14 @@ class FastDropout(nn.Dropout):
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0,
               scaling: float | None = None, **kwargs):
     """HF attention-interface function: bidirectional attention with `fast_dropout` on the
-    attention probabilities; anything else (no dropout, causal, biases, soft-capping) is
-    SDPA's."""
+    attention probabilities; a packed batch's (`hybrid.train.packing`) per text; anything
+    else (no dropout, causal, biases, soft-capping) is SDPA's."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    from hybrid.train.packing import KWARG, attention as packed_attention
+
+    if kwargs.get(KWARG) is not None:  # a packed batch: each text attends to itself only
+        return packed_attention(query, key, value, kwargs[KWARG], dropout, scaling), None
     plain = (not kwargs.get("is_causal", getattr(module, "is_causal", False))
              and kwargs.get("position_bias") is None and kwargs.get("softcap") is None
              and getattr(module, "num_key_value_groups", 1) == 1)
