@@ -357,16 +357,23 @@ def report_rows(res: dict | None) -> list[tuple]:
              f"**{best['speedup_vs_flat']}x**", ">= 0.95, >= 10x",
              ok(best["recall_at_10"] >= TARGETS["hnsw_recall"] and best["speedup_vs_flat"] >= TARGETS["hnsw_speedup"]),
              when, CMD)]
-    runs = res.get("search_service", [])
-    for kind in dict.fromkeys(r["index"]["kind"] for r in runs):  # each kind's best setting
-        sv = min((r for r in runs if r["index"]["kind"] == kind), key=lambda r: (r["errors"], r["p99_ms"]))
-        rows.append((f"`/search`, {sv['index']['n']:,}-passage {sv['index']['kind']} index, me5-small query "
-                     f"encoding ({sv.get('backend', 'torch')}, {sv.get('threads', 1)} thread(s)), {sv['clients']} clients, {sv['seconds']:.0f} s",
-                     f"p50 {sv['p50_ms']} ms, **p99 {sv['p99_ms']} ms**, {sv['rps']} req/s, "
-                     f"**{sv['errors']} errors** / {sv['requests']}", "p99 <= 150 ms, 0 errors",
-                     ok(sv["p99_ms"] <= TARGETS["p99_ms"] and sv["errors"] == 0),
-                     res["machine"]["date_utc"], CMD))
+    for m, runs in _service_runs(res):
+        for kind in dict.fromkeys(r["index"]["kind"] for r in runs):  # each kind's best setting
+            sv = min((r for r in runs if r["index"]["kind"] == kind), key=lambda r: (r["errors"], r["p99_ms"]))
+            rows.append((f"`/search`, {sv['index']['n']:,}-passage {sv['index']['kind']} index, me5-small query "
+                         f"encoding ({sv.get('backend', 'torch')}, {sv.get('threads', 1)} thread(s)), {sv['clients']} "
+                         f"clients, {sv['seconds']:.0f} s, {m.get('cpu_model', '?')}",
+                         f"p50 {sv['p50_ms']} ms, **p99 {sv['p99_ms']} ms**, {sv['rps']} req/s, "
+                         f"**{sv['errors']} errors** / {sv['requests']}", "p99 <= 150 ms, 0 errors",
+                         ok(sv["p99_ms"] <= TARGETS["p99_ms"] and sv["errors"] == 0),
+                         m["date_utc"], CMD))
     return rows
+
+
+def _service_runs(res: dict) -> list[tuple[dict, list[dict]]]:
+    """(machine, service runs) of this result and of the other CPUs it keeps, newest first."""
+    now = [(res["machine"], res["search_service"])] if res.get("search_service") else []
+    return now + [(e["machine"], e["runs"]) for e in reversed(res.get("earlier_service", []))]
 
 
 def report_detail(res: dict | None) -> list[str]:
@@ -391,10 +398,10 @@ def report_detail(res: dict | None) -> list[str]:
                   f"{en['passages_per_s']} passages/s and {en['queries_per_s']} queries/s on a loaded model; "
                   f"`encode_texts` cold (Ray start and model load included) {en['encode_texts_passages_per_s']} "
                   f"passages/s over {en['texts']} passages."]
-    runs = res.get("search_service", [])
-    if runs:
+    for sm, runs in _service_runs(res):
         sv = runs[0]
-        lines += ["", f"`/search` load: {sv['clients']} concurrent closed-loop clients (asyncio + httpx, one "
+        lines += ["", f"`/search` load on {sm.get('cpu_model', '?')} ({sm.get('date_utc')} UTC): {sv['clients']} "
+                  "concurrent closed-loop clients (asyncio + httpx, one "
                   f"process on the same machine) on loopback for {sv['seconds']:.0f} s against `hybrid serve` "
                   f"(k {sv['k']}, {sv['query_source']}, one query per request), per index kind and query "
                   "encoding backend:", "",
@@ -404,6 +411,10 @@ def report_detail(res: dict | None) -> list[str]:
                   f"{r.get('threads', 1)} | {r['requests']} | "
                   f"{r['errors']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} |"
                   for r in runs]
+        if sm is not m:
+            lines += ["", f"{sm.get('cpu_model', '?')} ({', '.join(sm.get('cpu_flags', []))}), torch threads "
+                      f"{sm.get('torch_threads', '?')}, load average before {sm.get('load_avg_before')} / after "
+                      f"{sm.get('load_avg_after')}."]
     lines += ["", f"{m.get('cpu_model', '?')} ({', '.join(m.get('cpu_flags', []))}), FAISS threads "
               f"{m.get('faiss_threads', '?')}, torch threads {m.get('torch_threads', '?')}, load average "
               f"before {m.get('load_avg_before')} / after {m.get('load_avg_after')}, {m.get('date_utc')} UTC; "
@@ -434,6 +445,10 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     out = Path(args.out)
     res = json.loads(out.read_text()) if out.is_file() else {}
+    if "load" not in skip and res.get("search_service"):  # another CPU's service runs are kept
+        old = res.get("machine", {})
+        if old.get("cpu_model") != cpu_facts()["cpu_model"]:
+            res.setdefault("earlier_service", []).append({"machine": old, "runs": res["search_service"]})
     if "faiss" in skip and res.get("faiss"):  # the kept FAISS rows keep their own machine and date
         res.setdefault("faiss_machine", res.get("machine"))
     elif "faiss" not in skip:

@@ -30,7 +30,7 @@ from hybrid.io import write_json
 
 BENCHES = {
     "train": [sys.executable, "-m", "bench.train_vs_st", "--ray", "--steps", "5", "--warmup", "1",
-              "--rounds", "3"],
+              "--rounds", "2"],
     "encode": [sys.executable, "-m", "bench.encode_vs_st"],
     "eval": [sys.executable, "bench/eval_matrix.py"],
     "index": [sys.executable, "-m", "bench.index_search"],  # ~20 min: not in DEFAULT

@@ -63,7 +63,8 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0,
     else (no dropout, causal, biases, soft-capping) is SDPA's."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from hybrid.train.packing import KWARG, attention as packed_attention
+    from hybrid.train.packing import KWARG
+    from hybrid.train.packing import attention as packed_attention
 
     if kwargs.get(KWARG) is not None:  # a packed batch: each text attends to itself only
         return packed_attention(query, key, value, kwargs[KWARG], dropout, scaling), None
