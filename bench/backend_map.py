@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, machine, with_earlier_machines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine(), "backends": rows,
               "map_delta_vs_torch": {b: {k: round(r["map"][k] - base["map"][k], 4) for k in r["map"]}
                                      for b, r in rows.items()}}
-    write_json(args.out, result)
+    write_json(args.out, with_earlier_machines(args.out, result))
     print(f"wrote {args.out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Benchmark: the full XQuAD-R settings matrix (132 settings) from cached embeddings,
 against a plain per-setting, per-query loop with `sklearn.metrics.average_precision_score`.
 
-    python bench/eval_matrix.py [--model me5-small] [--random] [--out bench/results/eval_matrix.json]
+    python -m bench.eval_matrix [--model me5-small] [--random] [--out bench/results/eval_matrix.json]
 
 Embeddings come from the encoding cache (`hybrid evaluate` or `encode_benchmark` fills it;
 if they are not cached they are computed first, which takes minutes). `--random` uses random
@@ -12,8 +12,6 @@ every setting's mAP agrees within 1e-6 and writes both wall times and the speed-
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
+from bench.common import machine, with_earlier_machines
 from hybrid.data import read_lareqa
 from hybrid.evaluation import Embeddings, compute_matrix, encode_benchmark, settings_for
 from hybrid.evaluation.matrix import score_matrix
@@ -88,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         "identical_within_1e-6": diffs[worst] <= 1e-6,
         "matrix_metrics": "all six metrics + language bias (the reference computes mAP only)",
         "summary_map": {k: fast["summary"][k]["map"] for k in ("mono", "cross", "multi")},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": machine(),
     }
-    write_json(args.out, result)
+    write_json(args.out, with_earlier_machines(args.out, result))
     print(f"matrix {t_fast:.2f} s, reference {t_ref:.1f} s, speed-up {result['speedup']}x, "
           f"max |mAP diff| {diffs[worst]:.2e} ({worst}) -> {args.out}")
     return 0 if result["identical_within_1e-6"] else 1

@@ -15,9 +15,8 @@ tokenizer, prefixes, max lengths and length-ordered batches (`hybrid.encoder.Enc
   quantized per batch). Not exact: its cost is measured (docs/model.md), and it is only used
   where asked for (`backend="onnx-int8"`).
 - Backends (`BACKENDS`): "torch", "onnx", "onnx-int8"; "auto" (`resolve_backend`) is onnx on
-  a CPU-only machine without AVX-512 where onnx and onnxruntime are installed (fp32 ONNX
-  Runtime is the faster exact backend there; with AVX-512 torch's fp32 was as fast or faster:
-  `_has_avx512`), else torch.
+  a CPU-only machine where onnx and onnxruntime are installed, except on an Intel CPU with
+  AVX-512 (`torch_fp32_faster`: the only kind where torch's fp32 measured faster), else torch.
 """
 
 from __future__ import annotations
@@ -55,26 +54,36 @@ def _require() -> None:
                           "(pip install onnx onnxruntime), or use --backend torch")
 
 
-def _has_avx512() -> bool:
-    """True on a CPU with AVX-512 (/proc/cpuinfo), where torch's fp32 kernels measured at
-    least as fast as ONNX Runtime's (bench/results/encode_backends.json: Intel Xeon with
-    AVX-512/AMX, torch 151 vs ONNX Runtime 140 texts/s); on AVX2-only CPUs (AMD EPYC) ONNX
-    Runtime measured 1.7x torch."""
+def _cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("flags") and " avx512f" in line for line in f)
+            return f.read(65536)  # the first CPU's lines are enough
     except OSError:
-        return False
+        return ""
+
+
+def torch_fp32_faster(cpuinfo: str | None = None) -> bool:
+    """True where torch's fp32 encoding measured faster than ONNX Runtime's: an Intel CPU
+    with AVX-512 (Xeon with AVX-512/AMX: torch 151 vs ONNX Runtime 140 texts/s). Elsewhere ONNX
+    Runtime measured faster: AMD EPYC with AVX2 only 1.7x torch, AMD EPYC with AVX-512 1.13x
+    (bench/results/encode_backends.json and its earlier machines). `cpuinfo`: the text of
+    /proc/cpuinfo (read when None; empty off Linux)."""
+    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    field = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        field.setdefault(key.strip(), value.strip())
+    return field.get("vendor_id") == "GenuineIntel" and "avx512f" in field.get("flags", "").split()
 
 
 def resolve_backend(backend: str | None = "auto") -> str:
     """`backend` checked; "auto"/None: onnx on a CPU-only machine with onnx and onnxruntime
-    installed, else torch."""
+    installed unless `torch_fp32_faster()`, else torch."""
     backend = backend or "auto"
     if backend == "auto":
         import torch
 
-        fast = onnx_available() and not torch.cuda.is_available() and not _has_avx512()
+        fast = onnx_available() and not torch.cuda.is_available() and not torch_fp32_faster()
         return "onnx" if fast else "torch"
     if backend not in BACKENDS:
         raise HybridError(f"--backend: unknown {backend!r} (choose auto, {', '.join(BACKENDS)})")

@@ -99,12 +99,21 @@ def test_auto_picks_onnx_only_where_it_is_the_faster_exact_backend(monkeypatch):
 
     import hybrid.onnx_encoder as oe
 
+    def cpu(vendor: str, flags: str) -> str:
+        return f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\n"
+
+    intel512, amd512 = cpu("GenuineIntel", "avx2 avx512f amx_bf16"), cpu("AuthenticAMD", "avx2 avx512f avx512_bf16")
+    assert oe.torch_fp32_faster(intel512)
+    assert not oe.torch_fp32_faster(amd512)  # measured: ONNX Runtime 1.13x torch
+    assert not oe.torch_fp32_faster(cpu("AuthenticAMD", "avx2 fma"))  # measured: 1.7x
+    assert not oe.torch_fp32_faster(cpu("GenuineIntel", "avx2 avx512_vnni"))  # no avx512f flag
+    assert not oe.torch_fp32_faster("")  # nothing known: not torch's
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(oe, "_has_avx512", lambda: False)
-    assert oe.resolve_backend("auto") == "onnx"  # AVX2-only CPU: ONNX Runtime measured faster
-    monkeypatch.setattr(oe, "_has_avx512", lambda: True)
+    monkeypatch.setattr(oe, "_cpuinfo", lambda: amd512)
+    assert oe.resolve_backend("auto") == "onnx"
+    monkeypatch.setattr(oe, "_cpuinfo", lambda: intel512)
     assert oe.resolve_backend("auto") == "torch"
-    monkeypatch.setattr(oe, "_has_avx512", lambda: False)
+    monkeypatch.setattr(oe, "_cpuinfo", lambda: amd512)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert oe.resolve_backend("auto") == "torch"  # a GPU: torch
     assert oe.resolve_backend("onnx") == "onnx"  # asked for: as asked
