@@ -54,7 +54,7 @@ def held(lock: str | None):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def run_demo() -> dict:
+def run_demo(label: str | None = None) -> dict:
     """`python -m infra.demo` twice: a cold run, then the cached re-run.
 
     Cold means what a fresh clone gets: its own stack state dir (new Prefect database and
@@ -63,9 +63,10 @@ def run_demo() -> dict:
     so a user's `.state`, cache or earlier runs cannot make the first run a cache hit (training
     is deterministic, so an earlier run's embeddings would be hits). The stack is stopped after.
     The run is added to `demo.json`'s runs with the machine, the training's precision and
-    speed, and the held-out figures; the runs of other machines are kept.
+    speed, and the held-out figures; the runs of other machines are kept. `label`: how the run
+    differs from a plain one on this machine (e.g. an emulated CPU), shown in its rows.
     """
-    out = {"machine": machine()}
+    out = {"machine": machine(), **({"label": label} if label else {})}
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         env = {**os.environ, "HYBRID_STATE": str(Path(tmp) / "state"),
                "HYBRID_CACHE": str(Path(tmp) / "cache")}  # the demo sets the rest
@@ -217,7 +218,7 @@ def _demo_rows(runs: list[dict]) -> list[tuple]:
         cpu = r.get("machine", {}).get("cpu", {})
         tr = r.get("train", {})
         where = (f"{cpu.get('model', '?')}, {'bf16' if tr.get('bf16') else 'fp32'} training"
-                 if cpu else "earlier machine")
+                 if cpu else "earlier machine") + (f", {r['label']}" if r.get("label") else "")
         held = r.get("heldout_map", {}).get("xquad-r")
         figures = (f"; XQuAD-R held-out mAP mono {held['mono']}, cross {held['cross']}, multi "
                    f"{held['multi']}" if held else "")
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(DEFAULT), help="comma-separated: train,encode,eval,demo")
     ap.add_argument("--lock", default=None, help="hold an exclusive flock on this file while timing")
     ap.add_argument("--report-only", action="store_true", help="rebuild BENCHMARKS.md from results only")
+    ap.add_argument("--label", default=None,
+                    help="demo: how this run differs from a plain one here (shown in its rows)")
     args = ap.parse_args(argv)
     if not args.report_only:
         try:
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.only.split(","):
                 print(f"== {name}", flush=True)
                 if name == "demo":
-                    run_demo()
+                    run_demo(args.label)
                 elif subprocess.run(BENCHES[name], cwd=REPO).returncode != 0:
                     print(f"{name}: failed", file=sys.stderr)
                     return 1
