@@ -180,6 +180,24 @@ def check_output(path: str | os.PathLike, kind: Literal["file", "dir", "any"] = 
 
 
 @contextlib.contextmanager
+def build_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for building `target` (a cache entry), waiting while another
+    process or thread holds it: a lock file `.<name>.lock` beside `target`, opened anew by
+    each call, so flock serializes threads of one process as well as processes. Callers
+    check again under the lock whether the entry was built meanwhile."""
+    import fcntl
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on output `path` (a lock file in the cache, keyed by the
     resolved path, so the user's directories get no extra files); a second holder fails at

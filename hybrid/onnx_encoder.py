@@ -32,9 +32,9 @@ from hybrid.errors import HybridError
 from hybrid.kinds import Kind
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-BACKEND_HELP = ("Encoding backend: auto (the faster exact one: ONNX Runtime fp32 on a CPU "
-                "without AVX-512, else torch), torch, onnx, or onnx-int8 (faster, not exact: "
-                "docs/model.md).")
+BACKEND_HELP = ("Encoding backend: auto (the faster exact one: ONNX Runtime fp32 on a CPU-only "
+                "machine except Intel with AVX-512, else torch), torch, onnx, or onnx-int8 "
+                "(faster, not exact: docs/model.md).")
 EXACT_COSINE = 0.9999
 OPSET = 17
 _CHECK_TEXTS = ["a", "How many languages does the model cover, and which ones?",
@@ -145,7 +145,7 @@ def _valid(d: Path) -> bool:
 def export_onnx(model_dir: str | Path, int8: bool = False, cache: str | Path | None = None) -> Path:
     """The ONNX file of `model_dir`'s encoder (fp32, or int8 from the fp32 export), exported
     on first use and cached (see the module docstring); returns the path of model.onnx."""
-    from hybrid.io import atomic_path
+    from hybrid.io import build_lock
     from hybrid.model import resolve_model
 
     _require()
@@ -153,6 +153,17 @@ def export_onnx(model_dir: str | Path, int8: bool = False, cache: str | Path | N
     out = export_dir(model_dir, int8, cache)
     if _valid(out):
         return out / "model.onnx"
+    # One export at a time (torch.onnx.export's global state is not thread-safe, and a flow
+    # encodes its benchmarks in concurrent threads); whoever waited finds it built.
+    with build_lock(out):
+        if not _valid(out):
+            _build(model_dir, out, int8, cache)
+    return out / "model.onnx"
+
+
+def _build(model_dir: Path, out: Path, int8: bool, cache) -> None:
+    from hybrid.io import atomic_path
+
     if int8:
         source = export_onnx(model_dir, False, cache)
         with atomic_path(out) as tmp:
@@ -168,12 +179,11 @@ def export_onnx(model_dir: str | Path, int8: bool = False, cache: str | Path | N
             finally:
                 root.setLevel(level)
             _seal(tmp, {"from": str(source), "quantization": "dynamic, weights int8"})
-        return out / "model.onnx"
+        return
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         cosine = _export_fp32(model_dir, tmp / "model.onnx")
         _seal(tmp, {"min_cosine_vs_torch": cosine, "opset": OPSET})
-    return out / "model.onnx"
 
 
 def _seal(d: Path, info: dict) -> None:

@@ -42,6 +42,33 @@ def test_export_is_cached_and_a_damaged_one_rebuilt(tiny):
     assert OnnxEncoder.from_pretrained(tiny).encode(["hello"], "query").shape == (1, 32)
 
 
+def test_concurrent_exports_of_one_model_make_one(tiny, tmp_path, monkeypatch):
+    # a flow encodes its benchmarks in concurrent threads, each exporting the model on first
+    # use; torch.onnx.export's state is process-global, so two exports at once failed
+    import threading
+
+    import hybrid.onnx_encoder as oe
+
+    calls, real = [], oe._export_fp32
+    monkeypatch.setattr(oe, "_export_fp32", lambda *a: calls.append(a) or real(*a))
+    start, got, errors = threading.Barrier(4), [], []
+
+    def export(int8):
+        start.wait()
+        try:
+            got.append(oe.export_onnx(tiny, int8=int8, cache=tmp_path))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(i % 2 == 1,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1  # one fp32 export, reused by the int8 builds
+    assert {p.parent.name for p in got} == {"fp32", "int8"} and len(set(got)) == 2
+
+
 def test_encode_texts_backends_share_nothing_and_agree(tiny, tmp_path, ray_session):
     from hybrid.evaluation.encode import encode_texts
 

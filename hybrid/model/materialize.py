@@ -12,16 +12,13 @@ fingerprint: a second call with the same wheels returns at once without rewritin
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from hybrid.errors import HybridError
-from hybrid.io import atomic_path
+from hybrid.io import atomic_path, build_lock
 from hybrid.paths import cache_dir
 
 NAME = "me5-small"
@@ -55,17 +52,6 @@ def is_materialized(out: Path, fingerprint: dict | None = None) -> bool:
             and (out / "model.safetensors").is_file() and (out / "config.json").is_file())
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _say(msg: str) -> None:
     print(f"[materialize] {msg}", file=sys.stderr, flush=True)
 
@@ -96,7 +82,7 @@ def materialize_me5_small(out: Path | str | None = None, force: bool = False,
     fp = _fingerprint()
     if not force and is_materialized(out, fp):
         return out
-    with _locked(out):
+    with build_lock(out):
         if not force and is_materialized(out, fp):  # another process finished meanwhile
             return out
         if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
