@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def export_dir(model_dir: str | Path, int8: bool = False, cache: str | Path | No
     return root / model_fingerprint(model_dir)[:16] / ("int8" if int8 else "fp32")
 
 
+_EXPORTING = threading.RLock()  # the int8 build exports the fp32 model inside it
 _CHECKED: dict[tuple, bool] = {}  # (path, size, mtime) -> verdict: each file hashed once per process
 
 
@@ -153,9 +155,11 @@ def export_onnx(model_dir: str | Path, int8: bool = False, cache: str | Path | N
     out = export_dir(model_dir, int8, cache)
     if _valid(out):
         return out / "model.onnx"
-    # One export at a time (torch.onnx.export's global state is not thread-safe, and a flow
-    # encodes its benchmarks in concurrent threads); whoever waited finds it built.
-    with build_lock(out):
+    # One build per entry across processes and threads (whoever waited finds it built), and
+    # one export at a time in this process whatever the model: torch.onnx.export keeps
+    # process-global state, and flows encode benchmarks and models in concurrent threads.
+    # The process lock first, then the entry's (the int8 build takes the fp32 entry's inside).
+    with _EXPORTING, build_lock(out):
         if not _valid(out):
             _build(model_dir, out, int8, cache)
     return out / "model.onnx"

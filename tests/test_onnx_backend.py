@@ -42,31 +42,35 @@ def test_export_is_cached_and_a_damaged_one_rebuilt(tiny):
     assert OnnxEncoder.from_pretrained(tiny).encode(["hello"], "query").shape == (1, 32)
 
 
-def test_concurrent_exports_of_one_model_make_one(tiny, tmp_path, monkeypatch):
-    # a flow encodes its benchmarks in concurrent threads, each exporting the model on first
-    # use; torch.onnx.export's state is process-global, so two exports at once failed
+def test_concurrent_exports_make_one_per_model_and_never_overlap(tiny, tmp_path, monkeypatch):
+    # flows encode benchmarks and models in concurrent threads, each exporting its model on
+    # first use; torch.onnx.export's state is process-global, so two exports at once failed
     import threading
 
     import hybrid.onnx_encoder as oe
+    from hybrid.model import make_tiny_model
 
+    other = make_tiny_model(tmp_path / "other", seed=1)  # another model: another entry
     calls, real = [], oe._export_fp32
     monkeypatch.setattr(oe, "_export_fp32", lambda *a: calls.append(a) or real(*a))
-    start, got, errors = threading.Barrier(4), [], []
+    jobs = [(m, int8) for m in (tiny, other) for int8 in (False, True, False)]
+    start, got, errors = threading.Barrier(len(jobs)), [], []
 
-    def export(int8):
+    def export(model, int8):
         start.wait()
         try:
-            got.append(oe.export_onnx(tiny, int8=int8, cache=tmp_path))
+            got.append(oe.export_onnx(model, int8=int8, cache=tmp_path / "cache"))
         except Exception as exc:  # noqa: BLE001 - collected for the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=export, args=(i % 2 == 1,)) for i in range(4)]
+    threads = [threading.Thread(target=export, args=job) for job in jobs]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert not errors and len(calls) == 1  # one fp32 export, reused by the int8 builds
-    assert {p.parent.name for p in got} == {"fp32", "int8"} and len(set(got)) == 2
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)  # no deadlock
+    assert not errors and len(calls) == 2  # one fp32 export per model, reused by int8
+    assert {p.parent.name for p in got} == {"fp32", "int8"} and len(set(got)) == 4
 
 
 def test_encode_texts_backends_share_nothing_and_agree(tiny, tmp_path, ray_session):
