@@ -43,6 +43,13 @@ def _table(md: str, heading: str) -> dict[str, list[str]]:
 
 def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
     names = [n for n, _ in compared["tasks"]]
+    # hybrid's batches mix mono and cross: else the multi-positive recipe (hybrid whose cross
+    # batches hold parallel answers) trains exactly as hybrid and its evaluations are cached
+    out = Path(compared["latest"]["out"]).parent.parent
+    summaries = [json.loads(p.read_text()) for p in out.glob("train/*/train_summary.json")]
+    assert len(summaries) == 4
+    assert all(set(s["batches_by_type"]) == {"mono", "cross"} for s in summaries
+               if s["strategy"] == "hybrid"), [s["batches_by_type"] for s in summaries]
     # a merge whose validation picks weight 0 or 1 is its input's weights: its encodings are
     # the input's cached ones; nothing else may be cached in a fresh session
     merge = json.loads(Path(compared["latest"]["json"]).read_text())
