@@ -16,8 +16,8 @@ benchmarks, then the matrices) and get their child runs (`.map`), so results lan
 
 Recipes (`hybrid.recipes`, issue #19) are rows next to the strategies: a training recipe is one
 more training per seed with the recipe's overrides; a merge recipe interpolates two rows of the
-same seed (`tasks.merge`: the weight chosen on the training table's validation ids) and costs no
-training. The verdict judges each recipe against the best single strategy.
+same seed, or adds one row's change from a third to another (task arithmetic; `tasks.merge`:
+the weight chosen on the training table's validation ids), and costs no training. The verdict judges each recipe against the best single strategy.
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def compare(
             pending.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
                             "train_summary": t["summary"], "train_config": t["config"]})
         for s in (s for s in wave if is_merge(s)):
-            a, b = (merge_input(rows + pending, s, label) for label in s["recipe"]["merge"])
-            m = merge_models_task(a, b, pairs, results, weights, base.data.val_ids)
+            a, b, *rest = (merge_input(rows + pending, s, label) for label in s["recipe"]["merge"])
+            m = merge_models_task(a, b, pairs, results, weights, base.data.val_ids, *rest)
             log.info("merged %s seed %s: weight %s of %s", s["label"], s["seed"], m["weight"], m["model_dir"])
             pending.append({**s, "model_dir": m["model_dir"], "merge": m})
         # evaluate this wave (and the zero-shot models with the first): one fan-out over

@@ -6,13 +6,15 @@ A `Recipe` is one of two kinds:
   the comparison's shared settings, e.g. multi-positive InfoNCE or an alpha schedule;
 - "merge": the weight interpolation (`hybrid merge`) of two rows of the same comparison and
   seed, `merge = (A, B)` by row label (a strategy label such as "x-x-mono", or "zero-shot" for
-  the starting model), the weight chosen on the training side's validation ids.
+  the starting model), the weight chosen on the training side's validation ids; or, with a
+  third row `merge = (A, B, base)`, task arithmetic: A + weight * (B - base).
 
 Per-language centering is not a recipe here: the comparison's `centering` flag adds a
 centered twin of every row.
 
 `RECIPES` holds the named ones (`hybrid-compare -p 'recipes=["multi-positive"]'`); a custom one
-is a dict `{"name": ..., "overrides": {...}}` or `{"name": ..., "merge": [A, B]}`
+is a dict `{"name": ..., "overrides": {...}}` or `{"name": ..., "merge": [A, B]}` (or
+`[A, B, base]`)
 (`recipe_from`). Recipe rows are labelled with their name, and the comparison's verdict judges
 each against the best single strategy (`hybrid.evaluation.compare_verdict`).
 """
@@ -35,7 +37,7 @@ class Recipe:
     kind: str
     help: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
-    merge: tuple[str, str] | None = None
+    merge: tuple[str, ...] | None = None  # (A, B) or (A, B, base)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -43,6 +45,9 @@ class Recipe:
         if (self.kind == "merge") != (self.merge is not None):
             raise HybridError(f"recipe {self.name!r}: a merge recipe names the two rows it merges "
                               "(and only it does)")
+        if self.merge is not None and len(self.merge) not in (2, 3):
+            raise HybridError(f"recipe {self.name!r}: a merge names two rows (A, B) or three "
+                              f"(A, B, base), not {len(self.merge)}")
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "help": self.help,
@@ -58,6 +63,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            merge=("hybrid (alpha=0.5)", "x-y")),
     Recipe("merge-cross-base", "merge", "the x-y training interpolated with its starting model "
            "(fine-tuned + base)", merge=("x-y", "zero-shot")),
+    Recipe("mono-plus-distill", "merge", "x-x-mono plus a weight times the distill training's "
+           "change from the starting model (task arithmetic); weight chosen on validation ids",
+           merge=("x-x-mono", "distill", "zero-shot")),
     Recipe("multi-positive", "train", "hybrid alpha 0.5; cross batches hold 2 parallel answers "
            "per question id, both positives (multi-positive InfoNCE)",
            {**_HYBRID, "data.alpha": 0.5, "data.parallel_k": 2, "optim.multi_positive": True}),
@@ -75,7 +83,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 
 def recipe_from(entry: str | dict) -> Recipe:
     """A recipe from its name in `RECIPES` or a custom dict {"name", "overrides"} /
-    {"name", "merge": [A, B]}; HybridError (one line) for anything else."""
+    {"name", "merge": [A, B]} / {"name", "merge": [A, B, base]}; HybridError (one line) for
+    anything else."""
     if isinstance(entry, str):
         if entry not in RECIPES:
             raise HybridError(f"recipes: unknown recipe {entry!r} (choose from {', '.join(RECIPES)}, "
@@ -88,9 +97,10 @@ def recipe_from(entry: str | dict) -> Recipe:
         raise HybridError(f"recipes: {entry['name']!r}: unknown key(s) {', '.join(extra)}")
     if "merge" in entry:
         m = entry["merge"]
-        if not (isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(x, str) for x in m)):
-            raise HybridError(f"recipes: {entry['name']!r}: 'merge' must name two rows, got {m!r}")
-        return Recipe(entry["name"], "merge", entry.get("help", ""), merge=(m[0], m[1]))
+        if not (isinstance(m, (list, tuple)) and len(m) in (2, 3) and all(isinstance(x, str) for x in m)):
+            raise HybridError(f"recipes: {entry['name']!r}: 'merge' must name two rows [A, B] or "
+                              f"three [A, B, base], got {m!r}")
+        return Recipe(entry["name"], "merge", entry.get("help", ""), merge=tuple(m))
     overrides = entry.get("overrides")
     if not isinstance(overrides, dict) or not overrides:
         raise HybridError(f"recipes: {entry['name']!r}: give 'overrides' (dotted config fields) "

@@ -1,6 +1,7 @@
-"""`merge_models_task`: the weight interpolation of two models (`hybrid merge`), the weight
-chosen on the pairs table's validation ids (`hybrid.model.merge_select`), under
-`<results>/merged/<key>/`; cached on both models' and the table's content, the weights tried,
+"""`merge_models_task`: the weight interpolation of two models (`hybrid merge`; with a base
+model, A + weight * (B - base)), the weight chosen on the pairs table's validation ids
+(`hybrid.model.merge_select`), under `<results>/merged/<key>/`; cached on the models' and
+the table's content, the weights tried,
 the validation ids and the library code it runs. Returns {"model_dir", "weight", "table"}
 (the table: one row per weight tried, its mono, pooled and mean validation mAP)."""
 
@@ -16,7 +17,8 @@ RECORD = "merge.json"
 
 
 def _merge_key(p: dict) -> dict:
-    return {"a": tree_hash(p["a_dir"]), "b": tree_hash(p["b_dir"]),
+    base = {} if p["base_dir"] is None else {"base": tree_hash(p["base_dir"])}
+    return {"a": tree_hash(p["a_dir"]), "b": tree_hash(p["b_dir"]), **base,
             "data": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
             "weights": [float(w) for w in p["weights"]], "val_ids": p["val_ids"],
             "code": library_hash("model", "evaluation", "encoder.py", "train/data.py"),
@@ -32,10 +34,12 @@ def _merged(p: dict, out: Path) -> dict:
 @cached_task(_merge_key, area=lambda p: Path(p["results_dir"]) / "merged", done=RECORD,
              result=_merged, task_run_name="merge-models")
 def merge_models_task(a_dir: str, b_dir: str, pairs_dir: str, results_dir: str,
-                      weights: list[float], val_ids: int, *, out: Path) -> None:
-    """`hybrid merge A B --select-on PAIRS_DIR --weights ... --out OUT`."""
-    from hybrid.model.merge import merge_models
+                      weights: list[float], val_ids: int, base_dir: str | None = None, *,
+                      out: Path) -> None:
+    """`hybrid merge A B [--base BASE] --select-on PAIRS_DIR --weights ... --out OUT`."""
+    from hybrid.model.merge import ModelPair, merge_models
     from hybrid.model.merge_select import select_weight
 
-    chosen = select_weight(a_dir, b_dir, pairs_dir, weights=weights, val_ids=val_ids)
-    merge_models(a_dir, b_dir, chosen["weight"], out, selection=chosen)
+    pair = ModelPair.open(a_dir, b_dir, base_dir)
+    chosen = select_weight(a_dir, b_dir, pairs_dir, weights=weights, val_ids=val_ids, pair=pair)
+    merge_models(a_dir, b_dir, chosen["weight"], out, base=base_dir, selection=chosen, pair=pair)

@@ -1,7 +1,8 @@
 """Weight interpolation (`hybrid.model.merge`, `hybrid merge`): the ends are the inputs bit
 for bit, the middle is the mean, the output is a complete model without A's centering,
 mismatched architectures and bad weights are refused with nothing written, and the weight
-is chosen on the pairs table's validation ids only."""
+is chosen on the pairs table's validation ids only. Task arithmetic (`--base`): A plus a
+weight times B's change from the base, A itself at weight 0."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from hybrid.cli import main
 from hybrid.encoder import BiEncoder
 from hybrid.errors import HybridError
 from hybrid.model import make_tiny_model
-from hybrid.model.merge import MERGE_FILE, ModelPair, interpolate, merge_models
+from hybrid.model.merge import FORMULA_BASE, MERGE_FILE, ModelPair, interpolate, merge_models
 from hybrid.model.merge_select import (
     choose_val_ids,
     parse_weights,
@@ -92,6 +93,50 @@ def test_interpolate_is_exact_at_the_ends_for_every_dtype():
         assert torch.equal(interpolate(a, b, 1.0)["x"], b["x"])
         m = interpolate(a, b, 0.3)
         assert m["x"].dtype == dt and torch.equal(m["i"], a["i"])
+
+
+def test_task_arithmetic_adds_bs_change_from_the_base(models, tmp_path):
+    a, b = models
+    c = make_tiny_model(tmp_path / "c", seed=2)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    zero = _weights(merge_models(a, b, 0, tmp_path / "m0", base=c))
+    assert all(torch.equal(zero[k], wa[k]) for k in wa)
+    half = merge_models(a, b, 0.5, tmp_path / "half", base=c)
+    got = _weights(half)
+    for k in wa:
+        torch.testing.assert_close(got[k], wa[k] + 0.5 * (wb[k] - wc[k]), rtol=1e-6, atol=1e-6)
+    k = "embeddings.word_embeddings.weight"
+    assert not torch.equal(got[k], _weights(merge_models(a, b, 0.5, tmp_path / "lerp"))[k])
+    # B's change from B itself is nothing: A bit for bit at any weight
+    same = _weights(merge_models(a, b, 0.7, tmp_path / "same", base=b))
+    assert all(torch.equal(same[k], wa[k]) for k in wa)
+    # with A as the base, A + w * (B - A) is the interpolation
+    lerp = _weights(merge_models(a, b, 0.25, tmp_path / "q", base=a))
+    for k in wa:
+        torch.testing.assert_close(lerp[k], 0.75 * wa[k] + 0.25 * wb[k], rtol=1e-6, atol=1e-6)
+    rec = json.loads((half / MERGE_FILE).read_text())
+    assert rec["formula"] == FORMULA_BASE and rec["weight"] == 0.5
+    assert rec["base"]["path"] == str(c) and rec["base"]["weights_sha256"]
+    assert json.loads((tmp_path / "lerp" / MERGE_FILE).read_text())["base"] is None
+    # the encoder holds the same weights as the file
+    enc = BiEncoder.from_pretrained(half)
+    torch.testing.assert_close(enc.model.state_dict()[k], got[k], rtol=0, atol=0)
+
+
+def test_a_base_of_another_architecture_or_an_input_out_is_refused(models, tmp_path, capsys):
+    a, b = models
+    other = _variant(a, tmp_path / "other", hidden_size=16)
+    with pytest.raises(HybridError, match="config hidden_size 32 vs 16"):
+        merge_models(a, b, 0.5, tmp_path / "out", base=other)
+    capsys.readouterr()
+    assert main(["merge", str(a), str(b), "--base", str(other), "--weight", "0.5",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"merge {a} + {other}" in err[0], err
+    c = make_tiny_model(tmp_path / "c", seed=2)
+    with pytest.raises(HybridError, match="--out"):
+        merge_models(a, b, 0.5, c, base=c)
+    assert not (tmp_path / "out").exists() and not (c / MERGE_FILE).exists()
 
 
 def test_the_output_is_a_complete_model_like_a(models, tmp_path):
@@ -298,6 +343,16 @@ def test_cli_merge_with_a_weight_and_with_selection(models, pairs_dir, tmp_path,
     assert "mono mAP" in cap.out and "<- chosen" in cap.out and f"at weight {chosen:g}" in cap.out
     assert cap.err.count("[merge] weight") == 3
     assert rec["selection"]["val_ids"] == 8 and rec["selection"]["queries"] == 24
+
+    arith = tmp_path / "arith"
+    assert main(["merge", str(a), str(b), "--base", str(a), "--select-on", str(pairs_dir),
+                 "--weights", "0,1", "--val-ids", "8", "--out", str(arith)]) == 0
+    cap = capsys.readouterr()
+    rec = json.loads((arith / MERGE_FILE).read_text())
+    assert rec["base"]["path"] == str(a) and f"x ({b} - {a}) -> {arith}" in cap.out
+    # weight 0 is A: scored as the plain merge scored it
+    plain = json.loads((sel / MERGE_FILE).read_text())["selection"]["table"]
+    assert rec["selection"]["table"][0] == plain[0]
 
     assert main(["merge", str(a), str(b), "--out", str(tmp_path / "x")]) == 2
     assert main(["merge", str(a), str(b), "--weight", "0.5", "--select-on", str(pairs_dir),

@@ -24,7 +24,14 @@ def test_every_named_training_recipe_is_a_valid_config(name):
 
 
 def test_named_merge_recipes_merge_rows_the_default_comparison_has():
-    assert [r.name for r in recipes_from([n for n, r in RECIPES.items() if r.kind == "merge"], ROWS)]
+    merges = [r for r in RECIPES.values() if r.kind == "merge"]
+    needed = sorted({x for r in merges for x in r.merge} - set(ROWS))  # training recipes
+    assert all(RECIPES[x].kind == "train" for x in needed)
+    got = recipes_from([*needed, *(r.name for r in merges)], ROWS)
+    assert [r.name for r in got] == [*needed, *(r.name for r in merges)]
+    assert RECIPES["mono-plus-distill"].merge == ("x-x-mono", "distill", "zero-shot")
+    with pytest.raises(HybridError, match="'distill', which the comparison does not produce"):
+        recipes_from(["mono-plus-distill"], ROWS)
 
 
 def test_custom_recipes_and_their_errors():
@@ -32,8 +39,11 @@ def test_custom_recipes_and_their_errors():
     assert r.kind == "train" and r.overrides["data.parallel_k"] == 4
     m = recipe_from({"name": "soup", "merge": ["x-y", "zero-shot"]})
     assert m.kind == "merge" and m.merge == ("x-y", "zero-shot")
+    t = recipe_from({"name": "sum", "merge": ["x-x-mono", "x-y", "zero-shot"]})
+    assert t.merge == ("x-x-mono", "x-y", "zero-shot") and t.to_json()["merge"] == list(t.merge)
     bad = [("nope", "unknown recipe 'nope'"), ({"name": "x"}, "give 'overrides'"),
            ({"name": "x", "merge": ["a"]}, "'merge' must name two rows"),
+           ({"name": "x", "merge": ["a", "b", "c", "d"]}, "or three [A, B, base]"),
            ({"name": "x", "overrides": {"a": 1}, "typo": 1}, "unknown key(s) typo"), (3, "expected a recipe name")]
     for entry, words in bad:
         with pytest.raises(HybridError, match=None) as exc:

@@ -20,7 +20,10 @@ def merge(
     out: Annotated[Path, typer.Option(
         help="Directory of the merged model (new, empty, or a previous merge output).")],
     weight: Annotated[Optional[float], typer.Option(  # noqa: UP045 (typer needs Optional on 3.10)
-        help="theta = (1 - weight) * A + weight * B, in [0, 1].")] = None,
+        help="theta = (1 - weight) * A + weight * B, in [0, 1] (with --base: A + weight * (B - BASE)).")] = None,
+    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Task arithmetic: add weight times B's change from BASE (the model A and B were "
+             "trained from) to A, instead of interpolating.")] = None,
     select_on: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Choose the weight on the validation ids of this pairs table ('hybrid data "
              "pairs'; the ids training held out, never a benchmark's test split).")] = None,
@@ -34,9 +37,9 @@ def merge(
         help="Score to maximise: mean (of mono and pooled mAP), mono or pooled.")] = "mean",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
 ) -> None:
-    """Merge two models' weights: theta = (1 - weight) * A + weight * B, with --weight, or
-    the weight that scores best on held-out training ids (--select-on). A's centering means
-    are not carried over (run 'hybrid center' on the output)."""
+    """Merge two models' weights: theta = (1 - weight) * A + weight * B (with --base: A +
+    weight * (B - BASE)), with --weight, or the weight that scores best on held-out training
+    ids (--select-on). A's centering means are not carried over (run 'hybrid center' on the output)."""
     from hybrid.model.merge import ModelPair, check_merge_out, check_weight, merge_models
     from hybrid.model.merge_select import SELECT, parse_weights, select_weight
 
@@ -50,8 +53,8 @@ def merge(
         if select not in SELECT:
             raise HybridError(f"--select: must be one of {', '.join(SELECT)}, not {select!r}")
     check_merge_out(out)
-    pair = ModelPair.open(a, b)
-    check_merge_out(out, pair.dirs)
+    pair = ModelPair.open(a, b, base)
+    check_merge_out(out, pair.inputs)
     selection = None
     if select_on is not None:
         def line(row: dict) -> None:
@@ -71,13 +74,14 @@ def merge(
         warnings = pair.warnings
     for msg in warnings:
         typer.echo(f"warning: {msg}", err=True)
-    path = merge_models(a, b, weight, out, selection=selection, pair=pair)
+    path = merge_models(a, b, weight, out, base=base, selection=selection, pair=pair)
     from hybrid.centering import FILE
 
     if (pair.dirs[0] / FILE).is_file():
         typer.echo(f"note: {a}'s centering means are not carried over (estimated for A's "
                    "embeddings); run 'hybrid center' on the merged model", err=True)
-    typer.echo(f"merged {a} + {b} at weight {weight:g} -> {path}")
+    how = f"{a} + {weight:g} x ({b} - {base})" if base else f"{a} + {b} at weight {weight:g}"
+    typer.echo(f"merged {how} -> {path}")
 
 
 def register(app: typer.Typer) -> None:

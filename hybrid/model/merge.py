@@ -1,23 +1,29 @@
-"""Weight interpolation of two models of one architecture (WiSE-FT, model soups).
+"""Weight interpolation of two models of one architecture (WiSE-FT, model soups), and
+task arithmetic with a third.
 
-    theta = (1 - weight) * theta_A + weight * theta_B      for every floating tensor
+    theta = (1 - weight) * theta_A + weight * theta_B        for every floating tensor
+    theta = theta_A + weight * (theta_B - theta_base)        with a `base` (task arithmetic)
 
 `weight` 0 is A's weights bit for bit and 1 is B's (the two ends are copied, not computed);
 in between the sum is taken in the tensor's dtype (float32 at least) and cast back.
-Non-floating tensors (integer buffers) must be equal in A and B and are A's.
+Non-floating tensors (integer buffers) must be equal in A and B (and the base) and are A's.
+With a base, `weight` 0 is A bit for bit and `weight` 1 adds all of B's change from the base
+(its "task vector") to A; the base is the start both were trained from.
 
 Two recipes (docs/training.md, "Recipes"):
 - "mono + cross": A and B are two trainings from the same start (an x-x-mono and an x-y
   run, say); the merge keeps what each learnt;
 - "fine-tuned + base": B is A's starting model (`me5-small`), so the weight pulls the
-  fine-tuned model back towards the base (WiSE-FT).
+  fine-tuned model back towards the base (WiSE-FT);
+- "A plus B's task vector": A and B two trainings from `base`; theta keeps all of A's change
+  and adds `weight` times B's (e.g. x-x-mono's monolingual gains plus distill's alignment).
 
 `merge_models(a, b, weight, out)` writes a complete model directory like A's: the merged
 weights, A's config and tokenizer, A's encoder settings (pooling, prefixes, max lengths)
 as `hybrid_encoder.json` and the sentence-transformers files, all through
-`BiEncoder.save`; plus `merge.json` (`MERGE_FILE`): both inputs (spec, directory, sha256
-of each weight file), the weight, the formula and the validation scores of the weight when
-it was chosen by `hybrid.model.merge_select.select_weight`.
+`BiEncoder.save`; plus `merge.json` (`MERGE_FILE`): the inputs (spec, directory, sha256
+of each weight file; `base` null without one), the weight, the formula and the validation
+scores of the weight when it was chosen by `hybrid.model.merge_select.select_weight`.
 
 A centering file of A (`hybrid.centering`, `centering.json`) is *not* carried over: its
 language means were estimated on A's embeddings, and the merged model's are others. Run
@@ -25,7 +31,7 @@ language means were estimated on A's embeddings, and the merged model's are othe
 
 Refused with a one-line `HybridError`, before anything is written: a weight outside [0, 1],
 models of different architecture (config sizes, tokenizer vocabulary, tensor names, shapes
-or dtypes), and an `out` that is A's or B's directory or an existing directory that is not
+or dtypes), and an `out` that is an input's directory or an existing directory that is not
 empty and not a previous merge output (no `merge.json`). The output is built aside and
 swapped in whole (`hybrid.io.atomic_path`).
 """
@@ -44,6 +50,8 @@ from hybrid.errors import HybridError
 MERGE_FILE = "merge.json"
 VERSION = 1
 FORMULA = "(1 - weight) * A + weight * B for every floating tensor; other tensors are A's (equal in B)"
+FORMULA_BASE = ("A + weight * (B - base) for every floating tensor; other tensors are A's "
+                "(equal in B and base)")
 CENTERING_NOTE = ("not carried over: a model's centering means are estimated on its own "
                   "embeddings; run `hybrid center` on the merged model")
 # config.json fields that must agree for the tensors to mean the same thing.
@@ -67,9 +75,10 @@ def check_weight(weight: float, what: str = "--weight") -> float:
 
 @dataclass
 class ModelPair:
-    """Two loaded models checked to share an architecture: `encoder` is A's `BiEncoder`
-    (its weights are overwritten by `load`), `a` and `b` their state dicts (copies),
-    `dirs` the resolved directories, `specs` the specs as given, `warnings` (encoder
+    """Two loaded models (three with a base) checked to share an architecture: `encoder` is
+    A's `BiEncoder` (its weights are overwritten by `load`), `a`, `b` and `base` their state
+    dicts (copies; `base` None without one), `dirs` the resolved directories of A and B
+    (`base_dir`, `base_spec`: the base's), `specs` the specs as given, `warnings` (encoder
     settings that differ: the merge uses A's)."""
 
     encoder: Any
@@ -78,27 +87,36 @@ class ModelPair:
     dirs: tuple[Path, Path]
     specs: tuple[str, str]
     warnings: list[str] = field(default_factory=list)
+    base: dict | None = None
+    base_dir: Path | None = None
+    base_spec: str | None = None
 
     @classmethod
-    def open(cls, a: str | os.PathLike, b: str | os.PathLike) -> ModelPair:
-        """Resolve and load A and B (`hybrid.model.resolve_model` specs or directories) and
-        check they share an architecture: config sizes, tokenizer vocabulary and the weight
-        files' tensor names, shapes and dtypes before any weights are read
+    def open(cls, a: str | os.PathLike, b: str | os.PathLike,
+             base: str | os.PathLike | None = None) -> ModelPair:
+        """Resolve and load A and B (and `base`; `hybrid.model.resolve_model` specs or
+        directories) and check they share an architecture: config sizes, tokenizer vocabulary
+        and the weight files' tensor names, shapes and dtypes before any weights are read
         (`check_files`), the loaded tensors after (`check_tensors`)."""
-        from hybrid.encoder import BiEncoder
         from hybrid.model.check import check_model_files
         from hybrid.model.resolve import resolve_model
 
         names = (str(a), str(b))
         dir_a, dir_b = resolve_model(a), resolve_model(b)
-        check_model_files(dir_a)
-        check_model_files(dir_b)
+        dir_c = resolve_model(base) if base is not None else None
+        for d in (dir_a, dir_b, dir_c):
+            if d is not None:
+                check_model_files(d)
         check_files(dir_a, dir_b, names)
-        enc_a = BiEncoder.from_pretrained(dir_a)
-        enc_b = BiEncoder.from_pretrained(dir_b)
-        sd_a = {k: v.detach().clone() for k, v in enc_a.model.state_dict().items()}
-        sd_b = {k: v.detach().clone() for k, v in enc_b.model.state_dict().items()}
+        if dir_c is not None:
+            check_files(dir_a, dir_c, (names[0], str(base)))
+        enc_a, sd_a = _load(dir_a)
+        enc_b, sd_b = _load(dir_b)
         check_tensors(sd_a, sd_b, names)
+        sd_c = None
+        if dir_c is not None:
+            sd_c = _load(dir_c)[1]
+            check_tensors(sd_a, sd_c, (names[0], str(base)))
         warnings = []
         for k in SETTINGS:
             va, vb = _setting(enc_a, k), _setting(enc_b, k)
@@ -106,12 +124,27 @@ class ModelPair:
                 warnings.append(f"{k} differs ({va!r} in {a}, {vb!r} in {b}): the merged model "
                                 f"uses A's")
         del enc_b
-        return cls(enc_a, sd_a, sd_b, (Path(dir_a), Path(dir_b)), names, warnings)
+        return cls(enc_a, sd_a, sd_b, (Path(dir_a), Path(dir_b)), names, warnings, sd_c,
+                   None if dir_c is None else Path(dir_c), None if base is None else str(base))
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """The resolved directories of every input (A, B and the base if any)."""
+        return self.dirs if self.base_dir is None else (*self.dirs, self.base_dir)
 
     def load(self, weight: float):
         """A's encoder holding the weights merged at `weight`; returns the encoder."""
-        self.encoder.model.load_state_dict(interpolate(self.a, self.b, weight), strict=True)
+        self.encoder.model.load_state_dict(interpolate(self.a, self.b, weight, self.base),
+                                           strict=True)
         return self.encoder
+
+
+def _load(model_dir):
+    """(BiEncoder, a copy of its model's state dict)."""
+    from hybrid.encoder import BiEncoder
+
+    enc = BiEncoder.from_pretrained(model_dir)
+    return enc, {k: v.detach().clone() for k, v in enc.model.state_dict().items()}
 
 
 def _setting(enc, key: str):
@@ -204,24 +237,26 @@ def check_tensors(sd_a: dict, sd_b: dict, names: tuple[str, str] = ("A", "B")) -
             _refuse(names, f"non-floating tensor {k} differs")
 
 
-def interpolate(sd_a: dict, sd_b: dict, weight: float) -> dict:
-    """{name: (1 - weight) * A + weight * B} for floating tensors, A's for the others.
-    weight 0 returns A's tensors and 1 B's (bit for bit); the caller checked the names,
-    shapes and dtypes (`check_files`, `check_tensors`)."""
+def interpolate(sd_a: dict, sd_b: dict, weight: float, sd_base: dict | None = None) -> dict:
+    """{name: (1 - weight) * A + weight * B} for floating tensors, A's for the others;
+    with `sd_base`, {name: A + weight * (B - base)}. weight 0 returns A's tensors (bit for
+    bit), and without a base 1 returns B's; computed in float32 at least, cast back to A's
+    dtype. The caller checked the names, shapes and dtypes (`check_files`, `check_tensors`)."""
     import torch
 
     w = check_weight(weight, "weight")
     out = {}
     for k, ta in sd_a.items():
         tb = sd_b[k]
-        if not ta.is_floating_point():
+        if not ta.is_floating_point() or w == 0.0:
             out[k] = ta
-        elif w == 0.0:
-            out[k] = ta
+            continue
+        dt = torch.promote_types(ta.dtype, torch.float32)
+        if sd_base is not None:
+            out[k] = (ta.to(dt) + w * (tb.to(dt) - sd_base[k].to(dt))).to(ta.dtype)
         elif w == 1.0:
             out[k] = tb
         else:
-            dt = torch.promote_types(ta.dtype, torch.float32)
             out[k] = ((1.0 - w) * ta.to(dt) + w * tb.to(dt)).to(ta.dtype)
     return out
 
@@ -256,28 +291,29 @@ def check_merge_out(out: str | os.PathLike, model_dirs=()) -> Path:
 
 
 def merge_models(a: str | os.PathLike, b: str | os.PathLike, weight: float,
-                 out: str | os.PathLike, *, selection=None,
-                 pair: ModelPair | None = None) -> Path:
+                 out: str | os.PathLike, *, base: str | os.PathLike | None = None,
+                 selection=None, pair: ModelPair | None = None) -> Path:
     """Write `out`: the models `a` and `b` (specs or directories) merged at `weight`
-    (0 = A, 1 = B; see the module docstring); returns `out`. `selection`: how the weight
-    was chosen (a `hybrid.model.merge_select.Selection` or its `to_json()`), recorded in
-    merge.json. `pair`: the two models already loaded (`ModelPair.open(a, b)`), to load
-    them once."""
+    (0 = A, 1 = B; with `base`, A + weight * (B - base); see the module docstring); returns
+    `out`. `selection`: how the weight was chosen (a `hybrid.model.merge_select.Selection`
+    or its `to_json()`), recorded in merge.json. `pair`: the models already loaded
+    (`ModelPair.open(a, b, base)`), to load them once."""
     from hybrid.io import atomic_path, output_lock
 
     w = check_weight(weight)
     if selection is not None and hasattr(selection, "to_json"):
         selection = selection.to_json()
     out = check_merge_out(out)
-    pair = pair or ModelPair.open(a, b)
-    out = check_merge_out(out, pair.dirs)
+    pair = pair or ModelPair.open(a, b, base)
+    out = check_merge_out(out, pair.inputs)
     encoder = pair.load(w)
     record = {
         "version": VERSION,
-        "formula": FORMULA,
+        "formula": FORMULA if pair.base is None else FORMULA_BASE,
         "weight": w,
         "a": _input_record(pair.specs[0], pair.dirs[0]),
         "b": _input_record(pair.specs[1], pair.dirs[1]),
+        "base": None if pair.base is None else _input_record(pair.base_spec, pair.base_dir),
         "settings_from": "a",
         "centering": CENTERING_NOTE,
         "warnings": list(pair.warnings),
@@ -303,4 +339,4 @@ def read_merge(model_dir: str | os.PathLike) -> dict | None:
 
 
 __all__ = ["merge_models", "interpolate", "check_weight", "check_files", "check_tensors",
-           "check_merge_out", "read_merge", "ModelPair", "MERGE_FILE"]
+           "check_merge_out", "read_merge", "ModelPair", "MERGE_FILE", "FORMULA", "FORMULA_BASE"]

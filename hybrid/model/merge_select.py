@@ -21,8 +21,8 @@ A weight's score is the mean of mono and pooled mAP (`select="mean"`), or one of
 to A).
 
 `val_ids` defaults to the training's own: the `data.val_ids` recorded in the
-`train_summary.json` beside A's (and B's) model directory (the smaller of the two, whose
-held-out ids both trainings held out), else the config default 160.
+`train_summary.json` beside A's (and B's, and a base's) model directory (the smallest, whose
+held-out ids every training held out), else the config default 160.
 """
 
 from __future__ import annotations
@@ -245,11 +245,12 @@ def select_weight(a: str | os.PathLike, b: str | os.PathLike, pairs: str | os.Pa
                   weights: Sequence[float] = DEFAULT_WEIGHTS, val_ids: int | None = None, *,
                   select: str = "mean", batch_size: int = 64, device: str | None = None,
                   on_weight: Callable[[dict], None] | None = None,
-                  pair: ModelPair | None = None) -> Selection:
-    """Score the merges of `a` and `b` at each of `weights` on the validation ids of the
-    pairs table `pairs` (module docstring) and pick the best. Each merged model is encoded
-    in memory (nothing written). `on_weight(row)` is called after each weight; `pair`: the
-    models already loaded (`ModelPair.open`)."""
+                  pair: ModelPair | None = None,
+                  base: str | os.PathLike | None = None) -> Selection:
+    """Score the merges of `a` and `b` (with `base`: A + weight * (B - base)) at each of
+    `weights` on the validation ids of the pairs table `pairs` (module docstring) and pick
+    the best. Each merged model is encoded in memory (nothing written). `on_weight(row)` is
+    called after each weight; `pair`: the models already loaded (`ModelPair.open`)."""
     import torch
 
     if select not in SELECT:
@@ -257,8 +258,9 @@ def select_weight(a: str | os.PathLike, b: str | os.PathLike, pairs: str | os.Pa
     if int(batch_size) < 1:
         raise HybridError(f"--batch-size: must be at least 1, not {batch_size}")
     ws = parse_weights(weights)
-    pair = pair or ModelPair.open(a, b)
-    n, warnings = choose_val_ids(pair.dirs, pairs, val_ids, pair.specs)
+    pair = pair or ModelPair.open(a, b, base)
+    specs = pair.specs if pair.base_spec is None else (*pair.specs, pair.base_spec)
+    n, warnings = choose_val_ids(pair.inputs, pairs, val_ids, specs)
     vs = validation_set(pairs, n)
     groups = vs.groups()
     device = device or ("cuda" if torch.cuda.is_available() else None)
