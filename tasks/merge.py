@@ -42,4 +42,4 @@ def merge_models_task(a_dir: str, b_dir: str, pairs_dir: str, results_dir: str,
 
     pair = ModelPair.open(a_dir, b_dir, base_dir)
     chosen = select_weight(a_dir, b_dir, pairs_dir, weights=weights, val_ids=val_ids, pair=pair)
-    merge_models(a_dir, b_dir, chosen["weight"], out, base=base_dir, selection=chosen, pair=pair)
+    merge_models(a_dir, b_dir, chosen["weight"], out, selection=chosen, pair=pair)

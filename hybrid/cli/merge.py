@@ -74,7 +74,7 @@ def merge(
         warnings = pair.warnings
     for msg in warnings:
         typer.echo(f"warning: {msg}", err=True)
-    path = merge_models(a, b, weight, out, base=base, selection=selection, pair=pair)
+    path = merge_models(a, b, weight, out, selection=selection, pair=pair)
     from hybrid.centering import FILE
 
     if (pair.dirs[0] / FILE).is_file():

@@ -132,6 +132,11 @@ class ModelPair:
         """The resolved directories of every input (A, B and the base if any)."""
         return self.dirs if self.base_dir is None else (*self.dirs, self.base_dir)
 
+    @property
+    def input_specs(self) -> tuple[str, ...]:
+        """The specs of every input as given, in the order of `inputs`."""
+        return self.specs if self.base_spec is None else (*self.specs, self.base_spec)
+
     def load(self, weight: float):
         """A's encoder holding the weights merged at `weight`; returns the encoder."""
         self.encoder.model.load_state_dict(interpolate(self.a, self.b, weight, self.base),
