@@ -42,7 +42,7 @@ from flows.common import (
     training_overrides,
 )
 from hybrid.errors import HybridError
-from hybrid.evaluation.compare_report import CENTERED, RECIPE, ZERO_SHOT, strategy_label
+from hybrid.evaluation.compare_report import CENTERED, RECIPE, TOLERANCE, ZERO_SHOT, strategy_label
 from hybrid.io import write_json
 from hybrid.recipes import Recipe, recipes_from
 from hybrid.train.config import resolve
@@ -149,7 +149,7 @@ def compare(
     centering_per_language: int = 512,
     recipes: list[str | dict] | None = None,
     merge_weights: list[float] | None = None,
-    tolerance: float = 0.01,
+    tolerance: float = TOLERANCE,
     results_dir: str = "runs/pipeline",
     experiment: str = "hybrid-compare",
 ) -> dict:

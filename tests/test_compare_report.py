@@ -157,3 +157,59 @@ def test_centered_rows_and_out_of_domain_sets(tmp_path):
     assert rows["x-y + centering"] == ["82.0", "87.0"]
     assert "Table 1" in md and "tatoeba Mo" not in md  # bitext is not a LAReQA column
     assert len(paths["heatmaps"]) == 8 * 2
+
+
+def test_cli_joins_a_flow_report_with_cli_rows(tmp_path, capsys):
+    """`hybrid compare-report`: a flow's compare.json plus a hand-written rows file (relative
+    eval dirs, no model or strategy) make one report whose groups hold both seeds; a run given
+    twice with the same evaluations is kept once, and bad rows fail in one line, writing nothing."""
+    from hybrid.cli import main
+
+    flow = [_run(tmp_path, "x-x-mono", "x-x-mono", 0, (0.80, 0.60, 0.30, 800.0), model="me5"),
+            _run(tmp_path, "x-y", "x-y", 0, (0.70, 0.70, 0.40, 500.0), model="me5"),
+            _run(tmp_path, "merge-a-b", "recipe", 0, (0.81, 0.70, 0.45, 450.0), model="me5")]
+    flow_dir = tmp_path / "flow"
+    first = write_compare_report(flow, flow_dir)
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    extra = [_run(cli, "x-x-mono", None, 1, (0.82, 0.60, 0.30, 810.0)),
+             _run(cli, "merge-a-b", None, 1, (0.83, 0.70, 0.47, 440.0))]
+    rows = [{"label": r["label"], "seed": r["seed"],
+             "evals": {b: str(Path(d).relative_to(cli)) for b, d in r["evals"].items()}} for r in extra]
+    rows.append({**flow[1], "strategy": None})  # x-y seed 0 again: the same evaluations
+    (cli / "rows.json").write_text(json.dumps(rows))
+
+    out = tmp_path / "joined"
+    assert main(["compare-report", first["json"], str(cli / "rows.json"), "--out", str(out),
+                 "--meta", "machine=test box"]) == 0
+    assert "5 runs in 3 rows" in capsys.readouterr().out
+    doc = json.loads((out / "compare.json").read_text())
+    groups = {g["label"]: g for g in doc["groups"]}
+    assert list(groups) == ["x-x-mono", "x-y", "merge-a-b"]
+    assert groups["x-x-mono"]["n"] == 2 and groups["merge-a-b"]["n"] == 2 and groups["x-y"]["n"] == 1
+    assert {r["model"] for r in doc["runs"]} == {"me5"}  # the one model the others name
+    assert doc["runs"][4]["strategy"] == "recipe" and doc["runs"][3]["strategy"] == "x-x-mono"
+    assert doc["meta"]["machine"] == "test box"
+    check = next(c for c in doc["verdict"]["recipes"] if c["benchmark"] == "xquad-r")
+    mono = next(m for m in check["margins"] if m["figure"] == "mono.map")
+    assert mono["recipe"] == pytest.approx(0.82) and mono["reference"] == pytest.approx(0.81)
+    assert mono["spread"] == pytest.approx(0.02 ** 0.5 * 0.1, rel=1e-6)  # both rows have 2 seeds
+    assert "- machine: test box" in (out / "report.md").read_text()
+
+    bad = tmp_path / "bad.json"
+    cases = [([], "not a JSON file"),
+             ([{"label": "x", "seed": 0, "evals": {"xquad-r": "nowhere"}}], "metrics.json not found"),
+             ([{"label": "x", "evals": {}}], "evals must map"),
+             ([{"label": "x", "seed": "0", "evals": rows[0]["evals"]}], "seed must be an integer"),
+             ([{"label": "x", "seeds": 0, "evals": rows[0]["evals"]}], "unknown fields seeds"),
+             ([{**flow[1], "evals": extra[0]["evals"]}], "given twice with different evaluations")]
+    for content, message in cases:
+        bad.write_text(json.dumps(content) if content else "{not json")
+        assert main(["compare-report", first["json"], str(bad), "--out", str(tmp_path / "no")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "no").exists()
+    assert main(["compare-report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "no")]) == 2
+    assert "no such rows file" in capsys.readouterr().err
+    assert main(["compare-report", first["json"], "--out", first["json"]]) == 2
+    assert "is a file" in capsys.readouterr().err

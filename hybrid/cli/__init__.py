@@ -39,9 +39,9 @@ def version() -> None:
 
 
 def _register() -> None:
-    from hybrid.cli import data, evaluate, merge, model, mteb, search, train
+    from hybrid.cli import compare, data, evaluate, merge, model, mteb, search, train
 
-    for module in (data, model, merge, train, evaluate, mteb, search):
+    for module in (data, model, merge, train, evaluate, compare, mteb, search):
         module.register(app)
 
 

@@ -57,6 +57,7 @@ from hybrid.evaluation.compare_groups import (
 )
 from hybrid.evaluation.compare_verdict import (
     RECIPE,
+    TOLERANCE,
     BenchVerdict,
     BiasCheck,
     Check,
@@ -185,7 +186,7 @@ RUN_FIELDS = ("model", "label", "strategy", "alpha", "centering", "seed", "evals
 
 
 def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = None,
-                         tolerance: float = 0.01, hybrid_alpha: float = 0.5) -> dict:
+                         tolerance: float = TOLERANCE, hybrid_alpha: float = 0.5) -> dict:
     """Write report.md, the PNGs and compare.json into `out`; returns their paths:
     {"report", "json", "bars": {name: path}, "heatmaps": {name: path}}."""
     out = Path(out)
@@ -216,6 +217,6 @@ def write_compare_report(runs: list[dict], out: str | Path, meta: dict | None = 
 
 
 __all__ = ["CENTERED", "ZERO_SHOT", "BenchVerdict", "BiasCheck", "Check", "Figure", "Group",
-           "RECIPE", "RecipeCheck", "Verdict", "aggregate", "centering_effects", "is_lareqa", "judge", "lareqa_benches",
+           "RECIPE", "RecipeCheck", "TOLERANCE", "Verdict", "aggregate", "centering_effects", "is_lareqa", "judge", "lareqa_benches",
            "load_metrics", "render", "strategy_label", "verdict", "verdict_json",
            "verdict_sentences", "write_compare_report"]

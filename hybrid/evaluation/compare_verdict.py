@@ -27,6 +27,7 @@ from hybrid.evaluation.compare_groups import CENTERED, KINDS, ZERO_SHOT, Figure,
 BASELINES = ("x-x-mono", "x-y")
 SINGLE_STRATEGIES = ("x-x-mono", "x-y", "hybrid")  # what a recipe has to beat
 RECIPE = "recipe"  # the strategy of a recipe row
+TOLERANCE = 0.01  # claim 1's "close to the best baseline" margin in mAP (1 point)
 TRAINING = "training over centering"
 
 
@@ -203,7 +204,7 @@ class Verdict:
 # ---- logic -----------------------------------------------------------------------------------
 
 
-def judge(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 0.5) -> Verdict:
+def judge(groups: list[Group], tolerance: float = TOLERANCE, hybrid_alpha: float = 0.5) -> Verdict:
     """The two claims per model and LAReQA benchmark, from the uncentered groups only."""
     models = list(dict.fromkeys(g.model for g in groups))
     unjudged, benches = [], []
@@ -407,12 +408,12 @@ def verdict_json(v: Verdict) -> dict:
             "sentences": verdict_sentences(v)}
 
 
-def verdict(groups: list[Group], tolerance: float = 0.01, hybrid_alpha: float = 0.5) -> dict:
+def verdict(groups: list[Group], tolerance: float = TOLERANCE, hybrid_alpha: float = 0.5) -> dict:
     """`judge` as compare.json's plain data (`verdict_json`)."""
     return verdict_json(judge(groups, tolerance, hybrid_alpha))
 
 
-__all__ = ["BASELINES", "RECIPE", "SINGLE_STRATEGIES", "Best", "BenchVerdict", "BiasCheck",
+__all__ = ["BASELINES", "RECIPE", "SINGLE_STRATEGIES", "TOLERANCE", "Best", "BenchVerdict", "BiasCheck",
            "CenteringEffect", "Check", "Margin", "RecipeCheck", "TrainingGain", "Verdict",
            "centering_effects", "effect_sentence", "judge", "recipe_checks", "recipe_sentence",
            "verdict", "verdict_json", "verdict_sentences"]
