@@ -82,13 +82,14 @@ def strategy_labels(strategies: list[str], alpha: float, alphas: list[float], ze
     return [s["label"] for s in run_specs(["-"], strategies, alpha, alphas, [0], zero_shot)]
 
 
-def train_overrides(spec: dict, overrides: dict) -> dict:
+def train_overrides(spec: dict, overrides: dict, teacher: str | None = None) -> dict:
     """The training overrides of one run: the flow's `overrides` with the run's model, seed and
     either its strategy and (hybrid only; others keep the config's) alpha, or its training
-    recipe's overrides. The trained config is what the task is keyed on, so an equal pipeline
-    config is the same cache entry."""
+    recipe's overrides (and `teacher`, the model dir of its teacher row). The trained config is
+    what the task is keyed on, so an equal pipeline config is the same cache entry."""
     if spec["strategy"] == RECIPE:
-        o = {**overrides, **spec["recipe"]["overrides"], "model.model": spec["model"], "run.seed": spec["seed"]}
+        o = {**overrides, **spec["recipe"]["overrides"], "model.model": spec["model"],
+             "run.seed": spec["seed"], "optim.distill_teacher": teacher}
     else:
         o = {**overrides, "model.model": spec["model"], "data.strategy": spec["strategy"],
              "run.seed": spec["seed"], "data.alpha": spec["alpha"]}
@@ -110,14 +111,18 @@ def check_recipes(profile: str, specs: list[dict], overrides: dict) -> None:
                 raise HybridError(f"recipes: {s['label']!r}: {exc}") from None
 
 
+def has_teacher(spec: dict) -> bool:
+    return spec["strategy"] == RECIPE and bool(spec["recipe"].get("teacher"))
+
+
 def merge_input(done: list[dict], spec: dict, label: str) -> str:
-    """The model dir of row `label` of `spec`'s model and seed among the rows `done` (the
-    zero-shot row: the model's, whatever the seed); uncentered rows only."""
+    """The model dir of row `label` (merged, or the teacher) of `spec`'s model and seed among
+    the rows `done` (the zero-shot row: the model's, whatever the seed); uncentered rows only."""
     for r in done:
         if r["model"] == spec["model"] and r["label"] == label and not r.get("centering") \
                 and (label == ZERO_SHOT or r["seed"] == spec["seed"]):
             return r["model_dir"]
-    raise HybridError(f"recipes: {spec['label']!r} merges {label!r}, which has no row for "
+    raise HybridError(f"recipes: {spec['label']!r} uses {label!r}, which has no row for "
                       f"model {spec['model']!r} seed {spec['seed']}")
 
 
@@ -235,14 +240,18 @@ def compare(
     rows, children = [], []
     for w in range(0, max(1, len(trained_specs)), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
-        to_train = [s for s in wave if not is_merge(s)]
-        trained = [f.result() for f in train_model.map(unmapped(profile),
-                                                      [train_overrides(s, overrides) for s in to_train],
-                                                      unmapped(pairs), unmapped(results))]
-        for s, t in zip(to_train, trained, strict=True):
-            log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
-            pending.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
-                            "train_summary": t["summary"], "train_config": t["config"]})
+        # trainings with a teacher row after the others (their teacher may be in this wave)
+        for later in (False, True):
+            to_train = [s for s in wave if not is_merge(s) and has_teacher(s) == later]
+            teachers = [merge_input(rows + pending, s, s["recipe"]["teacher"]) if later else None
+                        for s in to_train]
+            trained = [f.result() for f in train_model.map(
+                unmapped(profile), [train_overrides(s, overrides, t) for s, t in zip(to_train, teachers, strict=True)],
+                unmapped(pairs), unmapped(results))]
+            for s, t in zip(to_train, trained, strict=True):
+                log.info("trained %s seed %s: %s %s", s["label"], s["seed"], t["out"], t["summary"])
+                pending.append({**s, "model_dir": t["model_dir"], "train_out": t["out"],
+                                "train_summary": t["summary"], "train_config": t["config"]})
         for s in (s for s in wave if is_merge(s)):
             a, b, *rest = (merge_input(rows + pending, s, label) for label in s["recipe"]["merge"])
             m = merge_models_task(a, b, pairs, results, weights, base.data.val_ids, *rest)

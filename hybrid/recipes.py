@@ -3,7 +3,9 @@ good on monolingual and on multilingual (pooled) retrieval at once.
 
 A `Recipe` is one of two kinds:
 - "train": a training with config `overrides` (dotted fields of `hybrid.train.config`) on top of
-  the comparison's shared settings, e.g. multi-positive InfoNCE or an alpha schedule;
+  the comparison's shared settings, e.g. multi-positive InfoNCE or an alpha schedule; with
+  `teacher` (a row label), the distillation teacher (`optim.distill_teacher`) is that row's
+  model of the same seed, trained first;
 - "merge": the weight interpolation (`hybrid merge`) of two rows of the same comparison and
   seed, `merge = (A, B)` by row label (a strategy label such as "x-x-mono", or "zero-shot" for
   the starting model), the weight chosen on the training side's validation ids; or, with a
@@ -13,8 +15,8 @@ Per-language centering is not a recipe here: the comparison's `centering` flag a
 centered twin of every row.
 
 `RECIPES` holds the named ones (`hybrid-compare -p 'recipes=["multi-positive"]'`); a custom one
-is a dict `{"name": ..., "overrides": {...}}` or `{"name": ..., "merge": [A, B]}` (or
-`[A, B, base]`)
+is a dict `{"name": ..., "overrides": {...}}` (optionally with `"teacher": ROW`) or
+`{"name": ..., "merge": [A, B]}` (or `[A, B, base]`)
 (`recipe_from`). Recipe rows are labelled with their name, and the comparison's verdict judges
 each against the best single strategy (`hybrid.evaluation.compare_verdict`).
 """
@@ -38,6 +40,7 @@ class Recipe:
     help: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     merge: tuple[str, ...] | None = None  # (A, B) or (A, B, base)
+    teacher: str | None = None  # a train recipe's distillation teacher: a row label
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -45,13 +48,23 @@ class Recipe:
         if (self.kind == "merge") != (self.merge is not None):
             raise HybridError(f"recipe {self.name!r}: a merge recipe names the two rows it merges "
                               "(and only it does)")
+        if self.teacher is not None and (self.kind != "train"
+                                         or not self.overrides.get("optim.distill_weight")):
+            raise HybridError(f"recipe {self.name!r}: a teacher is for a training recipe with "
+                              "'optim.distill_weight' > 0 in its overrides")
         if self.merge is not None and len(self.merge) not in (2, 3):
             raise HybridError(f"recipe {self.name!r}: a merge names two rows (A, B) or three "
                               f"(A, B, base), not {len(self.merge)}")
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "help": self.help,
-                "overrides": dict(self.overrides), "merge": list(self.merge) if self.merge else None}
+                "overrides": dict(self.overrides), "merge": list(self.merge) if self.merge else None,
+                "teacher": self.teacher}
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The rows this recipe needs before it runs: the merged ones, or the teacher."""
+        return self.merge or ((self.teacher,) if self.teacher else ())
 
 
 _HYBRID = {"data.strategy": "hybrid"}
@@ -72,6 +85,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("distill", "train", "x-y with a distillation term: the scores of mono pairs kept "
            "close to the frozen starting model's (KL)",
            {"data.strategy": "x-y", "optim.distill_weight": 1.0}),
+    Recipe("distill-from-mono", "train", "x-y with a distillation term whose teacher is the "
+           "x-x-mono training of the same seed: the scores of mono pairs kept close to the mono "
+           "specialist's (KL)", {"data.strategy": "x-y", "optim.distill_weight": 1.0},
+           teacher="x-x-mono"),
     Recipe("schedule-mono-to-cross", "train", "hybrid with alpha from 1 (mono) to 0 (cross), "
            "cosine over the steps",
            {**_HYBRID, "data.alpha": 1.0, "data.alpha_end": 0.0, "data.alpha_schedule": "cosine"}),
@@ -92,7 +109,7 @@ def recipe_from(entry: str | dict) -> Recipe:
         return RECIPES[entry]
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise HybridError(f"recipes: expected a recipe name or a dict with a 'name', got {entry!r}")
-    extra = sorted(set(entry) - {"name", "overrides", "merge", "help"})
+    extra = sorted(set(entry) - {"name", "overrides", "merge", "help", "teacher"})
     if extra:
         raise HybridError(f"recipes: {entry['name']!r}: unknown key(s) {', '.join(extra)}")
     if "merge" in entry:
@@ -100,29 +117,33 @@ def recipe_from(entry: str | dict) -> Recipe:
         if not (isinstance(m, (list, tuple)) and len(m) in (2, 3) and all(isinstance(x, str) for x in m)):
             raise HybridError(f"recipes: {entry['name']!r}: 'merge' must name two rows [A, B] or "
                               f"three [A, B, base], got {m!r}")
-        return Recipe(entry["name"], "merge", entry.get("help", ""), merge=tuple(m))
+        return Recipe(entry["name"], "merge", entry.get("help", ""), merge=tuple(m),
+                      teacher=entry.get("teacher"))
     overrides = entry.get("overrides")
     if not isinstance(overrides, dict) or not overrides:
         raise HybridError(f"recipes: {entry['name']!r}: give 'overrides' (dotted config fields) "
                           "or 'merge'")
-    return Recipe(entry["name"], "train", entry.get("help", ""), dict(overrides))
+    teacher = entry.get("teacher")
+    if teacher is not None and not (isinstance(teacher, str) and teacher):
+        raise HybridError(f"recipes: {entry['name']!r}: 'teacher' must name a row, got {teacher!r}")
+    return Recipe(entry["name"], "train", entry.get("help", ""), dict(overrides), teacher=teacher)
 
 
 def recipes_from(entries: list | None, row_labels: list[str]) -> list[Recipe]:
     """The recipes of a comparison, checked: names unique and not a row label already taken,
-    merge inputs among `row_labels` (the comparison's strategy rows and "zero-shot") or
-    earlier recipes."""
+    merge inputs and teachers among `row_labels` (the comparison's strategy rows and
+    "zero-shot") or earlier recipes."""
     out: list[Recipe] = []
     known = list(row_labels)
     for entry in entries or []:
         r = recipe_from(entry)
         if r.name in known:
             raise HybridError(f"recipes: {r.name!r} is already a row of the comparison")
-        if r.merge:
-            missing = [x for x in r.merge if x not in known]
-            if missing:
-                raise HybridError(f"recipes: {r.name!r} merges {', '.join(map(repr, missing))}, which "
-                                  f"the comparison does not produce (rows: {', '.join(known)})")
+        missing = [x for x in r.inputs if x not in known]
+        if missing:
+            raise HybridError(f"recipes: {r.name!r} {'merges' if r.merge else 'distills from'} "
+                              f"{', '.join(map(repr, missing))}, which the comparison does not "
+                              f"produce (rows: {', '.join(known)})")
         out.append(r)
         known.append(r.name)
     return out

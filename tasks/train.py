@@ -28,6 +28,8 @@ def _train_key(p: dict) -> dict:
     cfg = train_config(p["profile"], p["overrides"], p["pairs_dir"])
     cfg["data"].pop("pairs")
     cfg["model"]["model"] = _model_hash(cfg["model"]["model"])
+    if cfg["optim"].get("distill_teacher"):  # a retrained teacher is another training
+        cfg["optim"]["distill_teacher"] = _model_hash(cfg["optim"]["distill_teacher"])
     return {"config": cfg, "pairs": tree_hash(Path(p["pairs_dir"]) / "pairs.parquet"),
             "code": library_hash(), "results": results_path(p)}
 

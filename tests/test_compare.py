@@ -1,9 +1,10 @@
 """The comparison end to end through real services on 127.0.0.1 (the session's stack from
 tests/conftest.py: `prefect deploy --all`, a process worker), then a flow run of
 'hybrid-compare/compare-tiny' with the tiny model on a three-language slice of XQuAD-R (and the
-MLQA-R sample, and Tatoeba out of domain) with two recipe rows (`multi-positive`, a training;
-`merge-mono-cross`, a merge of two of the trainings, its weight chosen on validation ids): four
-trainings, one merge, twelve evaluations (each model and its per-language centered self), the
+MLQA-R sample, and Tatoeba out of domain) with three recipe rows (`multi-positive`, a training;
+`merge-mono-cross`, a merge of two of the trainings, its weight chosen on validation ids;
+`distill-from-mono`, a training whose distillation teacher is the x-x-mono row): five
+trainings, one merge, fourteen evaluations (each model and its per-language centered self), the
 report, and the MLflow parent run with one child per evaluated model."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "hybrid-compare-tiny"
-RECIPES = ["multi-positive", "merge-mono-cross"]
+RECIPES = ["multi-positive", "merge-mono-cross", "distill-from-mono"]
 BASE = ["zero-shot", "x-x-mono", "x-y", "hybrid (alpha=0.5)", *RECIPES]
 LABELS = [x for b in BASE for x in (b, f"{b} + centering")]  # each model, then centered
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +48,7 @@ def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
     # batches hold parallel answers) trains exactly as hybrid and its evaluations are cached
     out = Path(compared["latest"]["out"]).parent.parent
     summaries = [json.loads(p.read_text()) for p in out.glob("train/*/train_summary.json")]
-    assert len(summaries) == 4
+    assert len(summaries) == 5
     assert all(set(s["batches_by_type"]) == {"mono", "cross"} for s in summaries
                if s["strategy"] == "hybrid"), [s["batches_by_type"] for s in summaries]
     # a merge whose validation picks weight 0 or 1 is its input's weights: its encodings are
@@ -58,13 +59,20 @@ def test_compare_runs_every_strategy_once_through_the_pipeline_tasks(compared):
     odd = [(n, s) for n, s in compared["tasks"] if s not in states or (
         s == "Cached" and not n.startswith(("encode-", "matrix-", "benchmark-", "center-model")))]
     assert not odd, odd
-    assert sum(n.startswith("train_model") for n in names) == 4  # 3 strategies + multi-positive
+    assert sum(n.startswith("train_model") for n in names) == 5  # 3 strategies + 2 recipes
     assert sum(n.startswith("merge-models") for n in names) == 1
-    assert sum(n.startswith("center-model") for n in names) == 6  # 4 trained, 1 merged, zero-shot
-    for bench in ("xquad-r", "mlqa-r"):  # 12 models (6, each also centered) x 2 benchmarks
-        assert names.count(f"encode-{bench}") == 12 and names.count(f"matrix-{bench}") == 12
-    assert names.count("benchmark-tatoeba") == 12
-    assert sum(n.startswith("log-child-") for n in names) == 12
+    assert sum(n.startswith("center-model") for n in names) == 7  # 5 trained, 1 merged, zero-shot
+    for bench in ("xquad-r", "mlqa-r"):  # 14 models (7, each also centered) x 2 benchmarks
+        assert names.count(f"encode-{bench}") == 14 and names.count(f"matrix-{bench}") == 14
+    assert names.count("benchmark-tatoeba") == 14
+    assert sum(n.startswith("log-child-") for n in names) == 14
+    # distill-from-mono's teacher: the x-x-mono row's trained model (the same seed)
+    trained = {p.parent: json.loads(p.read_text())["strategy"] for p in out.glob("train/*/train_summary.json")}
+    mono = next(d for d, strategy in trained.items() if strategy == "x-x-mono")
+    configs = [json.loads(p.read_text()) for p in out.glob("train/*/ray/*/hybrid_config.json")]
+    assert len(configs) == 5
+    assert [c["optim"]["distill_teacher"] for c in configs if c["optim"]["distill_teacher"]] == [
+        str(mono / "model")]
 
 
 def test_report_has_the_papers_tables_and_charts(compared):
@@ -133,7 +141,7 @@ def test_mlflow_parent_run_with_one_child_per_strategy(compared, deployed):
     assert parent.info.run_id == compared["latest"]["parent_run_id"]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == len(runs) - 1 == 12
+    assert len(children) == len(runs) - 1 == 14
     assert sorted(r.data.tags["hybrid.label"] for r in children) == sorted(LABELS)
     assert {r.info.run_id for r in children} == set(compared["latest"]["child_run_ids"])
     doc = json.loads(Path(compared["latest"]["json"]).read_text())

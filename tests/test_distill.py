@@ -112,6 +112,30 @@ def test_the_term_is_recorded_on_cross_steps_only_and_the_teacher_stays_the_star
     assert any(not torch.equal(moved[n], start[n]) for n in start)
 
 
+def test_another_teacher_is_loaded_frozen_and_changes_the_term(tiny, tmp_path):
+    """`optim.distill_teacher`: the teacher is that model (not the start), frozen, with the
+    config's maximum lengths (the student's in a training); the loss is the same InfoNCE, the term differs from the start's."""
+    other = make_tiny_model(tmp_path / "other", seed=1)
+    cfg = _cfg(**{"optim.distill_weight": 1.0})
+    own = _trainer(tiny, cfg)
+    ext = _trainer(tiny, cfg.override(**{"optim.distill_teacher": str(other)}))
+    want = _weights(BiEncoder.from_pretrained(other))
+    got = _weights(ext.distiller.teacher)
+    assert set(got) == set(want)
+    for n, w in got.items():
+        torch.testing.assert_close(w, want[n], rtol=0, atol=0, msg=n)
+    assert not any(p.requires_grad for p in ext.distiller.teacher.parameters())
+    assert ext.distiller.teacher.max_lens == {"query": cfg.model.max_query_len,
+                                              "passage": cfg.model.max_passage_len}
+    a, b = own.step(_cross(0)), ext.step(_cross(0))
+    assert a["loss"] == b["loss"] and a["distill"] != pytest.approx(b["distill"])
+    # the same teacher given as a loader (the Ray adapter's way) trains bit for bit the same
+    loaded = _trainer(tiny, cfg.override(**{"optim.distill_teacher": str(other)}),
+                      teacher=lambda: BiEncoder.from_pretrained(other))
+    c = loaded.step(_cross(0))
+    assert (c["loss"], c["distill"]) == (b["loss"], b["distill"])
+
+
 def test_off_loads_no_teacher_and_trains_as_before(tiny, monkeypatch):
     import hybrid.train.distill as distill
 
@@ -258,3 +282,7 @@ def test_bad_settings_are_one_line_errors():
     cfg = resolve("tiny", {"optim.distill_weight": 0.5, "optim.distill_loss": "mse"})
     assert (cfg.optim.distill_weight, cfg.optim.distill_loss, cfg.optim.distill_temperature) == (0.5, "mse", None)
     assert resolve("tiny").optim.distill_weight == 0.0
+    with pytest.raises(HybridError, match="^--distill-teacher: needs --distill-weight > 0"):
+        resolve("tiny", {"optim.distill_teacher": "me5-small"})
+    assert resolve("tiny", {"optim.distill_weight": 1.0, "optim.distill_teacher": "me5-small"}
+                   ).optim.distill_teacher == "me5-small"

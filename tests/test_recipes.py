@@ -57,6 +57,37 @@ def test_custom_recipes_and_their_errors():
     assert len(recipes_from(["multi-positive", {"name": "s", "merge": ["multi-positive", "x-y"]}], ROWS)) == 2
 
 
+def test_a_training_recipe_distills_from_a_row():
+    """`teacher`: a row label (the strategies', zero-shot, or an earlier recipe), only with a
+    distillation weight; the flow passes that row's model dir as optim.distill_teacher."""
+    from flows.compare import has_teacher, run_specs, train_overrides
+
+    named = RECIPES["distill-from-mono"]
+    assert named.teacher == "x-x-mono" and named.inputs == ("x-x-mono",)
+    assert named.to_json()["teacher"] == "x-x-mono" and RECIPES["distill"].teacher is None
+    custom = {"name": "d", "teacher": "multi-positive",
+              "overrides": {"data.strategy": "x-y", "optim.distill_weight": 0.5}}
+    assert recipe_from(custom).teacher == "multi-positive"
+    assert [r.name for r in recipes_from(["multi-positive", custom], ROWS)] == ["multi-positive", "d"]
+    with pytest.raises(HybridError, match="'d' distills from 'multi-positive', which the comparison"):
+        recipes_from([custom], ROWS)
+    for entry, words in [({"name": "x", "teacher": "x-y", "overrides": {"data.alpha": 0.1}},
+                          "with 'optim.distill_weight' > 0"),
+                         ({"name": "x", "teacher": "x-y", "merge": ["x-y", "zero-shot"]}, "a teacher is for a training"),
+                         ({"name": "x", "teacher": 3, "overrides": {"optim.distill_weight": 1}}, "must name a row")]:
+        with pytest.raises(HybridError) as exc:
+            recipe_from(entry)
+        assert words in str(exc.value), str(exc.value)
+
+    spec = next(s for s in run_specs(["m"], ["x-x-mono"], 0.5, [], [1], False, [named])
+                if s["label"] == "distill-from-mono")
+    assert has_teacher(spec)
+    o = train_overrides(spec, {"run.steps": 5}, teacher="/t/model")
+    assert o["optim.distill_teacher"] == "/t/model" and o["optim.distill_weight"] == 1.0 and o["run.seed"] == 1
+    assert "optim.distill_teacher" not in train_overrides(spec, {})
+    assert resolve("tiny", {**o, "model.model": "me5-small"}).optim.distill_teacher == "/t/model"
+
+
 def _strategies(tmp, seeds=(0,)):
     runs = []
     for seed in seeds:

@@ -102,3 +102,15 @@ def with_baseline_settings(spec):
                        query_prefix=b.query_prefix, passage_prefix=b.passage_prefix,
                        drop_pooler=config.get("model_type") in ("bert", "roberta", "xlm-roberta"))
     return overlay
+
+
+def checked_model_dir(spec) -> Path:
+    """`spec`'s local directory with a known baseline's settings (`with_baseline_settings`), its
+    config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`): what a
+    training starts from, and its distillation teacher."""
+    from hybrid.model.check import check_model_files
+    from hybrid.model.resolve import resolve_model
+
+    if baseline_id(spec):  # the overlay reads the model's config.json: check the files first
+        check_model_files(resolve_model(spec))
+    return check_model_files(resolve_model(with_baseline_settings(spec)))

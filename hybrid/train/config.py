@@ -85,12 +85,16 @@ class OptimArgs:
     warmup_steps: int = setting(10, "Linear warmup steps.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
     # Keep what the base model knew (hybrid.train.distill): on cross steps, pull the mono
-    # pairs' score matrix towards the frozen starting model's; 0 = off (no teacher loaded).
-    distill_weight: float = setting(0.0, "Distillation from the frozen starting model on cross "
+    # pairs' score matrix towards the frozen starting model's (or distill_teacher's); 0 = off
+    # (no teacher loaded).
+    distill_weight: float = setting(0.0, "Distillation from the frozen teacher (--distill-teacher) on cross "
                                     "steps: weight of the term (0: off).")
     distill_loss: str = setting("kl", f"Distillation divergence: {', '.join(DISTILL_LOSSES)}.")
     distill_temperature: float | None = setting(None, "Distillation score temperature (default: "
                                                 "--temperature).")
+    distill_teacher: str | None = setting(None, "Distillation teacher: a model directory, me5-small, "
+                                          "an HF id or a models:/ URI, frozen (default: the starting "
+                                          "model), e.g. an x-x-mono training.")
 
 
 @dataclass
@@ -198,6 +202,10 @@ class TrainConfig:
              f"optim.distill_loss: must be one of {', '.join(DISTILL_LOSSES)}, got {o.distill_loss!r}")
         need(o.distill_temperature is None or o.distill_temperature > 0,
              f"optim.distill_temperature: must be > 0, got {o.distill_temperature}")
+        need(o.distill_teacher is None or (isinstance(o.distill_teacher, str) and o.distill_teacher.strip()
+                                           and o.distill_weight > 0),
+             "--distill-teacher: needs --distill-weight > 0 (the teacher only scores the distillation "
+             f"term), got weight {o.distill_weight}")
         need(r.cpus_per_worker is None or r.cpus_per_worker >= 1, "run.cpus_per_worker: must be >= 1")
         need(r.max_failures >= -1 and r.keep_checkpoints >= 1,
              "run.max_failures must be >= -1 and run.keep_checkpoints >= 1")

@@ -25,7 +25,7 @@ Per-step hooks: `run.callbacks` lists importable "module:function" specs; each i
 `fn(trainer, record)` after every step on every process (`record`: the step's log line).
 
 Distillation (`optim.distill_weight` > 0, `hybrid.train.distill`): the trainer holds a frozen
-copy of the starting model (the teacher) and, on cross steps, backpropagates the
+teacher (a copy of the starting model, or `optim.distill_teacher`'s model) and, on cross steps, backpropagates the
 distillation term of the batch's mono pairs after the loss, before the gradients are
 averaged; the record's "distill" is the term (mean over processes), "loss" stays InfoNCE.
 """
@@ -166,10 +166,10 @@ class Trainer:
     `local(global_batch) -> this process's slice` (default: the whole batch, one process);
     `hooks`: callables `fn(trainer, record)` run after each step, after the config's
     `run.callbacks`; `log`: where progress lines go (rank 0 only; None: silent).
-    `teacher` (used only when `optim.distill_weight` > 0): the starting model as a BiEncoder,
-    or a function of no arguments that loads it (the Ray adapter loads it as it loads the
-    student); None: a copy of `encoder` as given here, which is the starting model (a resumed
-    run's weights arrive later, through `load_state_dict`).
+    `teacher` (used only when `optim.distill_weight` > 0): the teacher as a BiEncoder, or a
+    function of no arguments that loads it (the Ray adapter loads it as it loads the student);
+    None: `optim.distill_teacher`'s model if set, else a copy of `encoder` as given here, which
+    is the starting model (a resumed run's weights arrive later, through `load_state_dict`).
     """
 
     def __init__(self, encoder, cfg: TrainConfig, device: torch.device | str, texts, *,
@@ -191,7 +191,12 @@ class Trainer:
         if o.distill_weight > 0:
             from hybrid.train.distill import Distiller, frozen_copy
 
-            if teacher is None:
+            if teacher is None and o.distill_teacher is not None:
+                from hybrid.model.baselines import checked_model_dir
+                from hybrid.train.distill import load_teacher
+
+                teacher = load_teacher(checked_model_dir(o.distill_teacher), cfg.model)
+            elif teacher is None:
                 teacher = frozen_copy(encoder)  # before prepare_encoder or any restored state
             elif not isinstance(teacher, torch.nn.Module):
                 teacher = teacher()

@@ -1,5 +1,6 @@
 """Keep what the base model knew: distillation from the frozen starting model on cross steps
-(issue #19, recipe 4).
+(issue #19, recipe 4), or from another frozen model (`optim.distill_teacher`, e.g. an x-x-mono
+training: keep what the mono specialist knows).
 
 Training on cross batches (question language != answer language) can pull the encoder away
 from what the starting model does well within one language. With `optim.distill_weight` > 0,
@@ -69,6 +70,16 @@ def mono_batch(batch: Batch) -> Batch:
     """`batch` with every pair (xling_id, q_lang, p_lang) replaced by (xling_id, q_lang,
     q_lang): each question with its answer in the question's language."""
     return dataclasses.replace(batch, pairs=tuple(Pair(p.xling_id, p.q_lang, p.q_lang) for p in batch.pairs))
+
+
+def load_teacher(path, model) -> torch.nn.Module:
+    """The teacher from a model directory (`optim.distill_teacher`, checked and resolved): its
+    own pooling and prefixes, the student's maximum lengths (`model`: the config's ModelArgs),
+    so both score the same texts."""
+    from hybrid.encoder import BiEncoder
+
+    return BiEncoder.from_pretrained(path, max_query_len=model.max_query_len,
+                                     max_passage_len=model.max_passage_len)
 
 
 def frozen_copy(encoder):

@@ -34,6 +34,7 @@ __all__ = ["VAL_SEED", "Texts", "make_samplers", "split_validation", "train_loop
 # ----------------------------------------------------------------- the Ray adapter
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train entry point; `loop_config` = {"config": TrainConfig dict, "model_path": str,
+    "teacher_path": str or None (the distillation teacher's dir; None: the starting model),
     "run_dir": str (checkpoints of this run), "progress_bar": bool}."""
     import ray.train
     import ray.train.torch
@@ -60,6 +61,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                          query_prefix=m.query_prefix, passage_prefix=m.passage_prefix,
                                          max_query_len=m.max_query_len, max_passage_len=m.max_passage_len)
 
+    def teacher():
+        """The starting model, or `optim.distill_teacher` (`hybrid.train.distill.load_teacher`)."""
+        if not loop_config.get("teacher_path"):
+            return starting_model()
+        from hybrid.train.distill import load_teacher
+
+        return load_teacher(loop_config["teacher_path"], m)
+
     encoder = starting_model()
     hooks = []
     bar = None
@@ -70,7 +79,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         hooks.append(lambda tr, rec: (bar.set_description(f"train loss {rec['loss']:.3f}"), bar.update(1)))
     trainer = Trainer(encoder, cfg, device, texts, collective=default(),
                       local=sampler.local, val_batches=val_batches, hooks=hooks,
-                      teacher=starting_model)  # distillation's teacher, loaded only if used
+                      teacher=teacher)  # distillation's teacher, loaded only if used
 
     # ---- resume
     ckpt = ray.train.get_checkpoint()

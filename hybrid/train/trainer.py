@@ -69,10 +69,8 @@ def precheck(config: TrainConfig):
     before anything is written (`train` records the config only after this); the model dir
     (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`),
     its config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`);
-    the `run.callbacks` importable."""
-    from hybrid.model import resolve_model
-    from hybrid.model.baselines import baseline_id, with_baseline_settings
-    from hybrid.model.check import check_model_files
+    the `run.callbacks` importable; the starting model's directory is returned, the distillation
+    teacher's (`optim.distill_teacher`) checked as well (`checked_model_dir`)."""
     from hybrid.train.core import load_callback
     from hybrid.train.data import load_table, make_samplers
 
@@ -84,10 +82,11 @@ def precheck(config: TrainConfig):
     if config.data.hard_negatives and table.rows_without_hard_negatives:
         raise HybridError(f"--hard-negatives {config.data.hard_negatives}: some rows of "
                           f"{config.data.pairs} have no hard negatives")
-    spec = config.model.model
-    if baseline_id(spec):  # the overlay reads the model's config.json: check the files first
-        check_model_files(resolve_model(spec))
-    return check_model_files(resolve_model(with_baseline_settings(spec)))
+    from hybrid.model.baselines import checked_model_dir
+
+    if config.optim.distill_teacher is not None:
+        checked_model_dir(config.optim.distill_teacher)
+    return checked_model_dir(config.model.model)
 
 
 def _start_ray(config: TrainConfig) -> bool:
@@ -126,10 +125,13 @@ def train(config: TrainConfig) -> Path:
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from hybrid.model.baselines import checked_model_dir
     from hybrid.train.checkpoint import check_run_checkpoints
     from hybrid.train.loop import train_loop_per_worker
 
     model_path = precheck(config)  # every check before the first write (hybrid_config.json)
+    teacher = config.optim.distill_teacher
+    teacher_path = checked_model_dir(teacher) if teacher is not None else None
     out = Path(config.out).resolve()
     # Ray Train workers run in their own working directory (on a cluster, on another node):
     # relative paths from the command line would not name the same files there.
@@ -147,6 +149,7 @@ def train(config: TrainConfig) -> Path:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"config": config.to_dict(), "model_path": str(model_path),
+                               "teacher_path": str(teacher_path) if teacher_path else None,
                                "run_dir": str(run_dir), "progress_bar": sys.stderr.isatty()},
             scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=r.use_gpu,
                                                    resources_per_worker=resources),
