@@ -237,6 +237,7 @@ def compare(
     zero = [s for s in specs if s["strategy"] == ZERO_SHOT]
     pending = [{**s, "model_dir": resolve_model_task(s["model"])} for s in zero]
     trained_specs = [s for s in specs if s["strategy"] != ZERO_SHOT]
+    order = {(s["model"], s["label"], s["seed"]): i for i, s in enumerate(specs)}
     rows, children = [], []
     for w in range(0, max(1, len(trained_specs)), max(1, parallel)):
         wave = trained_specs[w:w + max(1, parallel)]
@@ -257,6 +258,7 @@ def compare(
             m = merge_models_task(a, b, pairs, results, weights, base.data.val_ids, *rest)
             log.info("merged %s seed %s: weight %s of %s", s["label"], s["seed"], m["weight"], m["model_dir"])
             pending.append({**s, "model_dir": m["model_dir"], "merge": m})
+        pending.sort(key=lambda r: order[(r["model"], r["label"], r["seed"])])  # the plan's order
         # evaluate this wave (and the zero-shot models with the first): one fan-out over
         # models x benchmarks, so results land wave by wave; then one child run per model
         for r, ev in zip(pending, evaluate([r["model_dir"] for r in pending]), strict=True):
