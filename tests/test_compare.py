@@ -97,7 +97,7 @@ def test_report_has_the_papers_tables_and_charts(compared):
     assert t1["hybrid (alpha=0.5)"][2] == f"{100 * m['summary']['multi']['map']:.1f}"
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"map-xquad-r.png", "map-mlqa-r.png", "language-bias.png"} <= set(pngs)
-    assert sum(p.startswith("heatmap-") for p in pngs) == 24
+    assert sum(p.startswith("heatmap-") for p in pngs) == 28  # 14 rows x 2 benchmarks
     # out of domain: Tatoeba for every row; centering's effect and what training adds, computed
     t3 = _table(md, "## Out of domain: tatoeba")
     assert list(t3) == ["Model", *LABELS] and t3["Model"] == ["xx-en.accuracy@1", "xx-en.mrr@10"]
