@@ -4,9 +4,9 @@ A rows file is either a comparison's own `compare.json` (its `runs`: what the
 `hybrid-compare` flow evaluated) or a JSON list of runs written by hand for models trained,
 merged and evaluated with the CLI. A run is
 `{"label": "merge-mono-distill", "seed": 1, "evals": {"xquad-r": EVAL_DIR, ...}}` with
-optional `model` (default: the one model the other runs name, else "model"), `strategy` (default: the label when it is a single
-strategy or "zero-shot", else "recipe"), `alpha` (a hybrid row's; default: the training
-config's) and `centering`. EVAL_DIR holds `hybrid evaluate`'s metrics.json; a relative
+optional `model` (default: the one model the other runs name, else "model"), `strategy`
+(default: the label when it is a single strategy or "zero-shot", else "recipe"), `alpha` (a
+hybrid row's; default: the training config's) and `centering`. EVAL_DIR holds `hybrid evaluate`'s metrics.json; a relative
 EVAL_DIR is relative to the rows file.
 
 `read_runs` joins the files in order; a run given twice (same model, label, seed and
