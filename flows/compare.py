@@ -244,7 +244,7 @@ def compare(
         # trainings with a teacher row after the others (their teacher may be in this wave)
         for later in (False, True):
             to_train = [s for s in wave if not is_merge(s) and has_teacher(s) == later]
-            teachers = [merge_input(rows + pending, s, s["recipe"]["teacher"]) if later else None
+            teachers = [merge_input(rows + pending, s, s["recipe"]["teacher"]) if has_teacher(s) else None
                         for s in to_train]
             trained = [f.result() for f in train_model.map(
                 unmapped(profile), [train_overrides(s, overrides, t) for s, t in zip(to_train, teachers, strict=True)],

@@ -114,7 +114,8 @@ def test_the_term_is_recorded_on_cross_steps_only_and_the_teacher_stays_the_star
 
 def test_another_teacher_is_loaded_frozen_and_changes_the_term(tiny, tmp_path):
     """`optim.distill_teacher`: the teacher is that model (not the start), frozen, with the
-    config's maximum lengths (the student's in a training); the loss is the same InfoNCE, the term differs from the start's."""
+    config's maximum lengths (the student's in a training); the loss is the same InfoNCE, the
+    term differs from the start's."""
     other = make_tiny_model(tmp_path / "other", seed=1)
     cfg = _cfg(**{"optim.distill_weight": 1.0})
     own = _trainer(tiny, cfg)

@@ -25,9 +25,9 @@ Per-step hooks: `run.callbacks` lists importable "module:function" specs; each i
 `fn(trainer, record)` after every step on every process (`record`: the step's log line).
 
 Distillation (`optim.distill_weight` > 0, `hybrid.train.distill`): the trainer holds a frozen
-teacher (a copy of the starting model, or `optim.distill_teacher`'s model) and, on cross steps, backpropagates the
-distillation term of the batch's mono pairs after the loss, before the gradients are
-averaged; the record's "distill" is the term (mean over processes), "loss" stays InfoNCE.
+teacher (a copy of the starting model, or `optim.distill_teacher`'s model) and, on cross
+steps, backpropagates the distillation term of the batch's mono pairs after the loss, before
+the gradients are averaged; the record's "distill" is the term (mean over processes), "loss" stays InfoNCE.
 """
 
 from __future__ import annotations

@@ -69,8 +69,8 @@ def precheck(config: TrainConfig):
     before anything is written (`train` records the config only after this); the model dir
     (a known baseline's overlay with its pooling and prefixes, `with_baseline_settings`),
     its config, tokenizer and weight files checked (`hybrid.model.check.check_model_files`);
-    the `run.callbacks` importable; the starting model's directory is returned, the distillation
-    teacher's (`optim.distill_teacher`) checked as well (`checked_model_dir`)."""
+    the `run.callbacks` importable; returns the starting model's directory (`checked_model_dir`;
+    `train` checks the distillation teacher's the same way, also before any write)."""
     from hybrid.train.core import load_callback
     from hybrid.train.data import load_table, make_samplers
 
@@ -84,8 +84,6 @@ def precheck(config: TrainConfig):
                           f"{config.data.pairs} have no hard negatives")
     from hybrid.model.baselines import checked_model_dir
 
-    if config.optim.distill_teacher is not None:
-        checked_model_dir(config.optim.distill_teacher)
     return checked_model_dir(config.model.model)
 
 
@@ -130,7 +128,7 @@ def train(config: TrainConfig) -> Path:
     from hybrid.train.loop import train_loop_per_worker
 
     model_path = precheck(config)  # every check before the first write (hybrid_config.json)
-    teacher = config.optim.distill_teacher
+    teacher = config.optim.distill_teacher  # checked once, here, also before the first write
     teacher_path = checked_model_dir(teacher) if teacher is not None else None
     out = Path(config.out).resolve()
     # Ray Train workers run in their own working directory (on a cluster, on another node):
